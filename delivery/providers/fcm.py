@@ -1,0 +1,93 @@
+"""Push to Android and web devices through Firebase Cloud Messaging HTTP v1 (`firebase-admin`)."""
+
+import logging
+import uuid
+
+import firebase_admin
+from django.conf import settings
+from firebase_admin import _http_client, credentials, exceptions, messaging
+
+from delivery.providers.base import OutgoingMessage, SendResult, retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+URGENT = ("critical", "high")
+GOOGLE_FCM_HOST = "https://fcm.googleapis.com"
+
+
+def _configure_sdk() -> None:
+    # Herald owns retries (one attempt log, the breaker, Retry-After); the SDK would otherwise
+    # retry 500/503 four times inside a single attempt. The SDK reads this object at call time.
+    _http_client.DEFAULT_RETRY_CONFIG.total = 0
+    _http_client.DEFAULT_RETRY_CONFIG.connect = 0
+    _http_client.DEFAULT_RETRY_CONFIG.read = 0
+    _http_client.DEFAULT_RETRY_CONFIG.status = 0
+    messaging._MessagingService.FCM_URL = f"{settings.FCM_API_HOST.rstrip('/')}/v1/projects/{{0}}/messages:send"
+
+
+class FcmProvider:
+    name = "fcm"
+
+    def __init__(self):
+        _configure_sdk()
+        # The service account's token_uri is honoured, so the OAuth exchange can be pointed elsewhere too.
+        certificate = credentials.Certificate(settings.FCM_CREDENTIALS_FILE)
+        if settings.FCM_API_HOST != GOOGLE_FCM_HOST:
+            # google-auth looks up a "regional access boundary" at Google after its first token,
+            # with no setting to point it elsewhere; aimed at another FCM host, it must not call out.
+            certificate.get_credential()._is_regional_access_boundary_lookup_required = lambda: False
+        self.app = firebase_admin.initialize_app(
+            certificate,
+            options={"httpTimeout": settings.HERALD_PROVIDER_TIMEOUT},
+            name=f"herald-{uuid.uuid4().hex[:8]}",
+        )
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        urgent = message.priority in URGENT
+        collapse_key = message.metadata.get("collapse_key") if isinstance(message.metadata, dict) else None
+        batch = [
+            messaging.Message(
+                token=token,
+                notification=messaging.Notification(title=message.content.get("title"), body=message.content.get("body")),
+                data={"herald_delivery_id": message.delivery_id, "herald_notification_id": message.notification_id},
+                android=messaging.AndroidConfig(priority="high" if urgent else "normal", collapse_key=collapse_key),
+                webpush=messaging.WebpushConfig(headers={"Urgency": "high" if urgent else "normal"}),
+            )
+            for token in message.to
+        ]
+        try:
+            responses = messaging.send_each(batch, app=self.app).responses
+        except (exceptions.FirebaseError, ValueError) as exc:
+            return classify(exc)
+        sent_ids, dead, failures = [], [], []
+        for token, response in zip(message.to, responses):
+            if response.success:
+                sent_ids.append(response.message_id)
+            elif isinstance(response.exception, (messaging.UnregisteredError, messaging.SenderIdMismatchError)):
+                dead.append(token)
+            else:
+                failures.append(classify(response.exception))
+        if sent_ids:
+            return SendResult.sent(",".join(sent_ids), invalid_addresses=tuple(dead))
+        if dead and not failures:
+            return SendResult.invalid_recipient("unregistered", "FCM no longer knows any of these tokens", tuple(dead))
+        worst = failures[0]
+        if dead:
+            worst = SendResult(**{**worst.__dict__, "invalid_addresses": tuple(dead)})
+        return worst
+
+
+def classify(exc: Exception) -> SendResult:
+    headers = getattr(getattr(exc, "http_response", None), "headers", None)
+    text = str(exc)
+    if isinstance(exc, messaging.QuotaExceededError):
+        return SendResult.retry("quota_exceeded", text, after=retry_after_seconds(headers))
+    if isinstance(exc, messaging.ThirdPartyAuthError) or isinstance(exc, (exceptions.UnauthenticatedError, exceptions.PermissionDeniedError)):
+        log.error("FCM rejected our credentials: %s", text)
+        return SendResult.failed("auth_failed", text, provider_fault=True)
+    if isinstance(exc, exceptions.InvalidArgumentError):
+        return SendResult.failed("invalid_argument", text)
+    if isinstance(exc, (exceptions.UnavailableError, exceptions.InternalError, exceptions.DeadlineExceededError,
+                        exceptions.UnknownError)):
+        return SendResult.retry(getattr(exc, "code", "unavailable").lower(), text, after=retry_after_seconds(headers), provider_fault=True)
+    return SendResult.retry("fcm_error", f"{type(exc).__name__}: {text}", provider_fault=True)

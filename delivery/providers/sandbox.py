@@ -1,0 +1,41 @@
+"""A provider that sends nothing and records what it would have sent (visible in admin).
+
+It is the default for every channel without credentials, so `make run` is useful offline.
+A notification's `metadata.sandbox` can ask it to misbehave, the way payment sandboxes
+offer magic card numbers: {"latency_ms": 2000, "fail": "retry" | "invalid_recipient" |
+"failed", "fail_attempts": 2} fails the first two attempts (omit it to fail every attempt).
+"""
+
+import time
+
+from delivery.models import SandboxMessage
+from delivery.providers.base import OutgoingMessage, SendResult
+
+FAULTS = {
+    "retry": lambda: SendResult.retry("sandbox_unavailable", "Sandbox fault: provider unavailable."),
+    "invalid_recipient": lambda: SendResult.invalid_recipient("sandbox_invalid_recipient", "Sandbox fault: recipient invalid."),
+    "failed": lambda: SendResult.failed("sandbox_rejected", "Sandbox fault: provider rejected the message."),
+}
+
+
+class SandboxProvider:
+    name = "sandbox"
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        faults = message.metadata.get("sandbox") or {}
+        if not isinstance(faults, dict):
+            faults = {}
+        latency_ms = faults.get("latency_ms")
+        if isinstance(latency_ms, (int, float)) and latency_ms > 0:
+            time.sleep(min(latency_ms, 30_000) / 1000)
+        fault = FAULTS.get(faults.get("fail"))
+        fail_attempts = faults.get("fail_attempts")
+        if fault and (not isinstance(fail_attempts, int) or message.attempt <= fail_attempts):
+            return fault()
+        # One record per delivery however often it is retried or redelivered.
+        SandboxMessage.objects.bulk_create(
+            [SandboxMessage(delivery_id=message.delivery_id, channel=message.channel, to=message.to,
+                            content=message.content, headers=message.headers)],
+            ignore_conflicts=True,
+        )
+        return SendResult.sent(f"sandbox-{message.delivery_id}")

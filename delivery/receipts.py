@@ -1,0 +1,179 @@
+"""Receipts: provider events and app engagement reports moving deliveries through their states.
+
+Providers resend events and send them out of order, so every event is stored once (by its
+source and key) and applied with the state machine's forward-only moves: a late "delivered"
+after "read" changes nothing. An event that beats the worker's own "sent" update waits,
+unapplied, and is replayed once the delivery is sent.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+
+import redis
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from delivery.fallback import fall_back
+from delivery.models import Delivery, DeliveryEvent, Suppression
+from notifications.states import DELIVERY_TRANSITIONS, Status, transition
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What an event does to its delivery."""
+
+    status: str | None = None  # None: recorded only
+    fields: dict = field(default_factory=dict)  # timestamp fields to set, e.g. delivered_at
+    error_code: str = ""
+    error_message: str = ""
+    suppress: bool = False  # the address is dead: remember it and fall back to another channel
+
+
+# Twilio ErrorCodes on undelivered/failed that mean the number will never take SMS.
+TWILIO_DEAD_NUMBER = {"30005": "unknown_number", "30006": "landline", "21610": "unsubscribed", "30004": "blocked"}
+
+
+def sendgrid_effect(event: dict) -> Effect:
+    kind = event.get("event")
+    if kind == "delivered":
+        return Effect(Status.DELIVERED, {"delivered_at": None})
+    if kind == "open":
+        return Effect(Status.READ, {"read_at": None})
+    if kind == "click":
+        return Effect(Status.READ, {"read_at": None, "clicked_at": None})
+    if kind == "bounce":
+        reason = str(event.get("reason", ""))[:2000]
+        if event.get("type") == "blocked":  # a soft bounce: the mailbox exists
+            return Effect(None, error_code="blocked", error_message=reason)
+        return Effect(Status.BOUNCED, error_code="hard_bounce", error_message=reason, suppress=True)
+    if kind == "dropped":
+        reason = str(event.get("reason", ""))
+        dead = "bounce" in reason.lower() or "invalid" in reason.lower()
+        return Effect(Status.FAILED, {"failed_at": None}, "dropped", reason[:2000], suppress=dead)
+    return Effect(None)  # processed, deferred, spamreport, unsubscribe: recorded for the timeline
+
+
+def twilio_effect(params: dict) -> Effect:
+    status = params.get("MessageStatus") or params.get("SmsStatus")
+    if status == "delivered":
+        return Effect(Status.DELIVERED, {"delivered_at": None})
+    if status == "read":
+        return Effect(Status.READ, {"read_at": None})
+    if status in ("undelivered", "failed"):
+        code = str(params.get("ErrorCode") or "")
+        return Effect(
+            Status.FAILED, {"failed_at": None}, f"twilio_{code}" if code else status,
+            f"Twilio reported {status} ({code or 'no code'})", suppress=code in TWILIO_DEAD_NUMBER,
+        )
+    return Effect(None)  # queued, sending, sent: already known
+
+
+def engagement_effect(event: str) -> Effect:
+    if event == "clicked":
+        return Effect(Status.READ, {"read_at": None, "clicked_at": None})
+    return Effect(Status.READ, {"read_at": None})
+
+
+def record_event(
+    *, source: str, event: str, event_key: str, delivery: Delivery | None, provider_message_id: str,
+    occurred_at: datetime | None, payload: dict, effect: Effect,
+) -> bool:
+    """Store an event once and apply it if its delivery is far enough along; False if seen before."""
+    try:
+        with transaction.atomic():
+            stored = DeliveryEvent.objects.create(
+                delivery=delivery, source=source, event=event, event_key=event_key[:255],
+                provider_message_id=provider_message_id[:255], occurred_at=occurred_at, payload=payload,
+            )
+    except IntegrityError:
+        # Seen before. If applying it failed last time (a crash after the insert), do it now.
+        stored = DeliveryEvent.objects.filter(source=source, event_key=event_key[:255], applied=False).first()
+        if stored is not None and stored.delivery_id is not None:
+            apply(stored, effect)
+        return False
+    if delivery is not None:
+        # Flag before looking at the delivery's status; the worker looks at the flag after
+        # recording "sent", so one of the two always sees the other's write.
+        _early_events().set(f"herald:receipts:{delivery.pk}", 1, ex=86400)
+        apply(stored, effect)
+    return True
+
+
+@cache
+def _early_events() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def has_early_events(delivery_id) -> bool:
+    """Whether any receipt arrived for this delivery (checked right after the worker records the send)."""
+    return bool(_early_events().exists(f"herald:receipts:{delivery_id}"))
+
+
+def apply(stored: DeliveryEvent, effect: Effect) -> bool:
+    """Move the event's delivery as the effect says; leave the event pending if it is not sent yet."""
+    delivery = stored.delivery
+    if effect.status is None:
+        DeliveryEvent.objects.filter(pk=stored.pk).update(applied=True)
+        return False
+    if Delivery.objects.filter(pk=delivery.pk, status__in=[Status.QUEUED, Status.SENDING]).exists():
+        return False  # the provider answered before our worker recorded the send; replayed after it
+    at = stored.occurred_at or timezone.now()
+    fields = {name: at for name in effect.fields}
+    if effect.error_code:
+        fields.update(error_code=effect.error_code, error_message=effect.error_message)
+    from delivery.sending import refresh_notification_status
+
+    # The move, its consequences (suppression, fallback) and marking the event applied commit
+    # together: a crash in between would otherwise leave a bounce nobody acts on.
+    with transaction.atomic():
+        moved = transition(Delivery, DELIVERY_TRANSITIONS, delivery.pk, effect.status,
+                           reason=f"{stored.source}:{stored.event}", at=at, **fields)
+        if not moved:
+            # Already in that state (a click after an open): still record timestamps seen for the first time.
+            for name in effect.fields:
+                Delivery.objects.filter(pk=delivery.pk, status=effect.status, **{f"{name}__isnull": True}).update(**{name: at})
+        elif effect.suppress:
+            suppress_and_fall_back(delivery, effect)
+        DeliveryEvent.objects.filter(pk=stored.pk).update(applied=True)
+    if moved:
+        refresh_notification_status(delivery.notification_id, effect.status)
+    return moved
+
+
+def suppress_and_fall_back(delivery: Delivery, effect: Effect) -> None:
+    from delivery.sending import addresses
+
+    delivery = Delivery.objects.select_related("notification__recipient").get(pk=delivery.pk)
+    for address in addresses(delivery):
+        Suppression.objects.get_or_create(
+            channel=delivery.channel, address=address,
+            defaults={"reason": effect.error_code, "detail": effect.error_message},
+        )
+    fall_back(delivery, effect.error_code)
+
+
+def apply_pending(delivery: Delivery) -> None:
+    """Replay events that arrived before the delivery was recorded as sent, in the order they happened."""
+    pending = DeliveryEvent.objects.filter(applied=False).filter(
+        Q(delivery=delivery) | Q(delivery__isnull=True, provider_message_id=delivery.provider_message_id)
+        if delivery.provider_message_id else Q(delivery=delivery)
+    ).order_by("occurred_at", "received_at")
+    for stored in pending:
+        if stored.delivery_id is None:
+            DeliveryEvent.objects.filter(pk=stored.pk).update(delivery=delivery)
+            stored.delivery = delivery
+        apply(stored, effect_of(stored))
+
+
+def effect_of(stored: DeliveryEvent) -> Effect:
+    if stored.source == "sendgrid":
+        return sendgrid_effect(stored.payload)
+    if stored.source == "twilio":
+        return twilio_effect(stored.payload)
+    return engagement_effect(stored.event)

@@ -1,0 +1,419 @@
+"""One delivery attempt: claim the row, render, call the provider, record what happened.
+
+The decision "retry, give up, or stop bothering this address" is made here and only here,
+from the provider's SendResult. Every step is a conditional update fenced by the claim
+timestamp, so a worker that lost its lease (it stalled and another took over) cannot
+overwrite the newer attempt's outcome.
+"""
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from html import escape
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from delivery import rate_limit, receipts
+from delivery.breaker import call_through_breaker
+from delivery.channels import Channel
+from delivery.fallback import fall_back
+from delivery.models import DeadLetter, Delivery, DeliveryAttempt, Suppression
+from delivery.providers import Outcome, OutgoingMessage, SendResult, get_provider, provider_names
+from notifications.models import Notification
+from notifications.states import DELIVERY_TRANSITIONS, NOTIFICATION_TRANSITIONS, Status, transition
+from preferences import unsubscribe
+from preferences.models import Device
+from templates_app.models import Template
+from templates_app.rendering import RenderError, render, select_variant
+
+log = logging.getLogger(__name__)
+
+FAILED_STATES = {Status.FAILED, Status.BOUNCED, Status.CANCELED}
+# Waiting for our own rate limit is not a try at the provider, so it does not use up an attempt.
+LOCALLY_THROTTLED = "rate_limited_locally"
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """What the task should do after an attempt: nothing, or run again after `delay` seconds."""
+
+    delay: float | None = None
+
+
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff with "equal jitter": half the delay fixed, half random."""
+    ceiling = min(settings.HERALD_RETRY_MAX_SECONDS, settings.HERALD_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def move(delivery_id, target: str, *, claim: datetime | None = None, sources=None, reason: str = "", **fields) -> bool:
+    condition = Q(claimed_at=claim) if claim else None
+    return transition(
+        Delivery, DELIVERY_TRANSITIONS, delivery_id, target,
+        sources=sources, condition=condition, reason=reason, **fields,
+    )
+
+
+def claim(delivery_id, now: datetime) -> bool:
+    """Take a due delivery, or one whose previous worker's lease has run out."""
+    lease_expired = now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS)
+    return transition(
+        Delivery, DELIVERY_TRANSITIONS, delivery_id, Status.SENDING,
+        sources={Status.QUEUED, Status.SENDING},
+        condition=Q(status=Status.QUEUED, available_at__lte=now) | Q(status=Status.SENDING, claimed_at__lt=lease_expired),
+        at=now, claimed_at=now, attempts=F("attempts") + 1,
+    )
+
+
+def attempt_delivery(delivery_id) -> NextStep:
+    """Make one attempt at `delivery_id` if it is due and nobody else holds it."""
+    now = timezone.now()
+    if not claim(delivery_id, now):
+        return not_claimed(delivery_id, now)
+
+    delivery = Delivery.objects.select_related("notification__recipient").get(pk=delivery_id)
+    if delivery.attempts > 1:
+        DeliveryAttempt.objects.filter(delivery=delivery, finished_at__isnull=True).update(
+            finished_at=now, outcome=DeliveryAttempt.Outcome.ABANDONED, error_code="worker_lost",
+            error_message="The worker making this attempt stopped before it finished.",
+        )
+    deadline = time.monotonic() + settings.HERALD_ATTEMPT_BUDGET_SECONDS
+    try:
+        if not delivery.content:  # stored with the attempt's outcome, so retries send the same text
+            delivery.content = render_content(delivery)
+        result, provider_name = send(delivery, deadline)
+    except RenderError as exc:
+        result, provider_name = SendResult.failed("render_error", str(exc)), ""
+        record_unsent_attempt(delivery, now, result)
+    except Exception as exc:  # a bug here must end in a retry and, at worst, a dead letter; never a stuck row
+        log.exception("delivery %s: attempt crashed", delivery_id)
+        result, provider_name = SendResult.retry("internal_error", f"{type(exc).__name__}: {exc}"), ""
+        record_unsent_attempt(delivery, now, result)
+    return record_result(delivery, result, provider_name, claim_at=now)
+
+
+def record_unsent_attempt(delivery: Delivery, started_at: datetime, result: SendResult) -> None:
+    DeliveryAttempt.objects.create(
+        delivery=delivery, number=delivery.attempts, started_at=started_at, finished_at=timezone.now(),
+        outcome=result.outcome, error_code=result.error_code, error_message=result.error_message[:2000],
+    )
+
+
+def send(delivery: Delivery, deadline: float) -> tuple[SendResult, str]:
+    """Send through the channel's providers; push goes to each device platform's provider."""
+    if delivery.channel != Channel.PUSH:
+        message = build_message(delivery, addresses(delivery))
+        if not message.to:
+            return SendResult.invalid_recipient(*missing_address(delivery.channel)), ""
+        return send_with_failover(delivery, message, provider_names(delivery.channel), deadline)
+    targets = push_targets(delivery)
+    if not targets:
+        return SendResult.invalid_recipient(*missing_address(delivery.channel)), ""
+    outcomes = [
+        send_with_failover(delivery, build_message(delivery, tokens), provider_names(Channel.PUSH, platform), deadline)
+        for platform, tokens in sorted(targets.items())
+    ]
+    return merge_push_results([r for r, _ in outcomes]), ",".join(sorted({name for _, name in outcomes if name}))
+
+
+def send_with_failover(delivery: Delivery, message: OutgoingMessage, names: list[str], deadline: float) -> tuple[SendResult, str]:
+    """Try each provider in order until one takes the message or the failure is the message's own.
+
+    The whole attempt stays within its budget (well inside the delivery's lease), so a slow
+    provider cannot outlive the claim and have a second worker send the same message.
+    """
+    result, used = None, ""
+    for name in names:
+        if used and deadline - time.monotonic() < settings.HERALD_PROVIDER_TIMEOUT:
+            break  # no time left for another provider within this attempt
+        attempt = DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts, provider=name)
+        result = call_provider(name, message, deadline)
+        skipped = result.error_code == "circuit_open"
+        DeliveryAttempt.objects.filter(pk=attempt.pk).update(
+            finished_at=timezone.now(),
+            outcome=DeliveryAttempt.Outcome.SKIPPED if skipped else result.outcome,
+            provider_message_id=result.provider_message_id[:255],
+            error_code=result.error_code, error_message=result.error_message[:2000],
+        )
+        used = name
+        if result.outcome in (Outcome.SENT, Outcome.INVALID_RECIPIENT) or not result.provider_fault:
+            break
+        log.warning("delivery %s: %s failed (%s), trying the next provider", delivery.pk, name, result.error_code)
+    return result, used
+
+
+def call_provider(name: str, message: OutgoingMessage, deadline: float) -> SendResult:
+    if not rate_limit.acquire(name, max_wait=max(0.0, deadline - time.monotonic() - settings.HERALD_PROVIDER_TIMEOUT)):
+        return SendResult.retry(LOCALLY_THROTTLED, f"{name} is at its configured send rate")
+
+    def send_once() -> SendResult:
+        try:
+            result = get_provider(name).send(message)
+        except (ValueError, TypeError) as exc:
+            # The SDK refused what we handed it (a caller's value of the wrong type): this
+            # message's problem, so it must not count against the provider's breaker.
+            log.warning("provider %s refused the message: %s", name, exc)
+            return SendResult.failed("invalid_message", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a provider bug or an SDK surprise must not lose the delivery
+            log.exception("provider %s crashed", name)
+            return SendResult.retry("provider_error", f"{type(exc).__name__}: {exc}", provider_fault=True)
+        if not isinstance(result, SendResult):
+            return SendResult.retry("malformed_provider_result", f"{name} returned {result!r}", provider_fault=True)
+        return result
+
+    result = call_through_breaker(name, send_once)
+    if result is None:
+        return SendResult.retry("circuit_open", f"{name}'s circuit breaker is open after repeated failures", provider_fault=True)
+    return result
+
+
+def merge_push_results(results: list[SendResult]) -> SendResult:
+    """One result for a push that went to several platforms' providers."""
+    dead = tuple(address for r in results for address in r.invalid_addresses)
+    sent = [r.provider_message_id for r in results if r.outcome == Outcome.SENT]
+    if sent:
+        return SendResult.sent(",".join(sent), invalid_addresses=dead)
+    if all(r.outcome == Outcome.INVALID_RECIPIENT for r in results):
+        return SendResult.invalid_recipient(results[0].error_code, "Every device token was refused.", dead)
+    worst = next((r for r in results if r.outcome == Outcome.RETRY), None) or next(r for r in results if r.outcome == Outcome.FAILED)
+    return SendResult(**{**worst.__dict__, "invalid_addresses": dead})
+
+
+def not_claimed(delivery_id, now: datetime) -> NextStep:
+    """A message arrived for a delivery we could not claim: early, duplicate, or held by another worker."""
+    row = Delivery.objects.filter(pk=delivery_id).values("status", "available_at", "claimed_at").first()
+    if row is None:
+        return NextStep()
+    if row["status"] == Status.QUEUED and row["available_at"] > now:
+        wait = (row["available_at"] - now).total_seconds()
+        # Far-off work (a quiet-hours hold) is published by a sweep when due, never as a long ETA.
+        return NextStep(delay=wait) if wait <= settings.HERALD_RETRY_MAX_SECONDS else NextStep()
+    if row["status"] == Status.SENDING and row["claimed_at"]:
+        # Held by another worker. If that worker is dead, this message is the only one left
+        # that will finish the job, so come back when its lease runs out.
+        lease_end = row["claimed_at"] + timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS)
+        return NextStep(delay=max((lease_end - now).total_seconds(), 0) + 1)
+    return NextStep()
+
+
+def render_content(delivery: Delivery) -> dict:
+    notification = delivery.notification
+    variants = list(Template.objects.filter(name=notification.template_name, channel=delivery.channel))
+    template = select_variant(variants, delivery.channel, notification.recipient.locale)
+    if template is None:
+        raise RenderError(f"template {notification.template_name!r} has no {delivery.channel} variant")
+    content = render(template, notification.variables)
+    if email_headers(delivery):
+        content = with_unsubscribe_footer(content, unsubscribe.unsubscribe_url(notification.recipient, notification.type), notification.type)
+    return content
+
+
+def email_headers(delivery: Delivery) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe headers for the categories that carry them."""
+    if delivery.channel != Channel.EMAIL:
+        return {}
+    return unsubscribe.list_unsubscribe_headers(delivery.notification.recipient, delivery.notification.type)
+
+
+def with_unsubscribe_footer(content: dict, url: str, category: str) -> dict:
+    content = dict(content)
+    content["body"] = f"{content.get('body', '')}\n\n--\nTo stop receiving {category} emails: {url}"
+    if content.get("html_body"):
+        link = f'<a href="{escape(url)}">unsubscribe</a>'
+        content["html_body"] += f'<p style="font-size:12px;color:#666">You can {link} from {escape(category)} emails.</p>'
+    return content
+
+
+def build_message(delivery: Delivery, to: list[str]) -> OutgoingMessage:
+    notification = delivery.notification
+    return OutgoingMessage(
+        delivery_id=str(delivery.pk),
+        channel=delivery.channel,
+        to=to,
+        content=delivery.content,
+        priority=notification.priority,
+        attempt=delivery.attempts,
+        notification_id=str(notification.pk),
+        notification_type=notification.type,
+        metadata=notification.metadata,
+        headers=email_headers(delivery),
+    )
+
+
+def addresses(delivery: Delivery) -> list[str]:
+    recipient = delivery.notification.recipient
+    match delivery.channel:
+        case Channel.EMAIL:
+            return [recipient.email] if recipient.email else []
+        case Channel.SMS:
+            return [recipient.phone] if recipient.phone else []
+        case Channel.WEBHOOK:
+            return [recipient.webhook_url] if recipient.webhook_url else []
+        case _:
+            return [recipient.external_id]
+
+
+def push_targets(delivery: Delivery) -> dict[str, list[str]]:
+    """The recipient's active device tokens, by platform."""
+    targets: dict[str, list[str]] = {}
+    for platform, token in delivery.notification.recipient.devices.filter(is_active=True).values_list("platform", "token"):
+        targets.setdefault(platform, []).append(token)
+    return targets
+
+
+def missing_address(channel: str) -> tuple[str, str]:
+    reason = {
+        Channel.EMAIL: "no_email", Channel.SMS: "no_phone",
+        Channel.PUSH: "no_device", Channel.WEBHOOK: "no_webhook_url",
+    }.get(channel, "no_address")
+    return reason, f"The recipient has no {channel} address any more."
+
+
+def record_result(delivery: Delivery, result: SendResult, provider_name: str, *, claim_at: datetime) -> NextStep:
+    """Apply an attempt's result: sent, retry later, or failed (dead-lettered or falling back)."""
+    now = timezone.now()
+    step = NextStep()
+    if result.invalid_addresses:
+        forget_dead_addresses(delivery, result)
+    sent = False
+    if result.outcome == Outcome.SENT:
+        sent = move(
+            delivery.pk, Status.SENT, claim=claim_at, sources={Status.SENDING},
+            provider=provider_name, provider_message_id=result.provider_message_id[:255],
+            sent_at=now, error_code="", error_message="", content=delivery.content,
+        )
+        if sent:
+            delivery.provider_message_id = result.provider_message_id[:255]
+            replay_early_receipts(delivery)
+    elif result.outcome == Outcome.RETRY and (
+        delivery.attempts < settings.HERALD_MAX_ATTEMPTS or result.error_code == LOCALLY_THROTTLED
+    ):
+        # A provider's Retry-After is honoured, but never beyond the longest backoff: long
+        # Celery countdowns outlive the broker's visibility timeout and multiply.
+        delay = min(max(retry_delay(delivery.attempts), result.retry_after or 0), settings.HERALD_RETRY_MAX_SECONDS)
+        latest = DeliveryAttempt.objects.filter(delivery=delivery, number=delivery.attempts).order_by("-pk").first()
+        if latest:
+            DeliveryAttempt.objects.filter(pk=latest.pk).update(retry_in_seconds=delay)
+        uncounted = {"attempts": F("attempts") - 1} if result.error_code == LOCALLY_THROTTLED else {}
+        with transaction.atomic():
+            if fail(delivery, result, provider_name, claim_at, now, reason="retrying"):
+                move(delivery.pk, Status.QUEUED, sources={Status.FAILED}, reason="retry",
+                     available_at=now + timedelta(seconds=delay), **uncounted)
+                step = NextStep(delay=delay)
+    else:
+        # The outcome and what follows from it (suppression, fallback, dead letter) commit
+        # together, so a crash in between cannot leave a failure nobody can requeue.
+        with transaction.atomic():
+            if fail(delivery, result, provider_name, claim_at, now):
+                if result.outcome == Outcome.INVALID_RECIPIENT:
+                    if delivery.channel != Channel.PUSH:
+                        suppress_address(delivery, result)
+                    fall_back(delivery, result.error_code)
+                else:
+                    reason = "max_attempts_exceeded" if result.outcome == Outcome.RETRY else "permanent_failure"
+                    dead_letter(delivery, reason, result)
+    refresh_notification_status(delivery.notification_id, Status.SENT if sent else None)
+    return step
+
+
+def replay_early_receipts(delivery: Delivery) -> None:
+    try:
+        early = receipts.has_early_events(delivery.pk)
+    except RedisError:
+        early = True  # cannot tell, so look in the database
+    if early:
+        receipts.apply_pending(delivery)
+
+
+def forget_dead_addresses(delivery: Delivery, result: SendResult) -> None:
+    """Deactivate push tokens the provider says are gone, so nobody sends to them again."""
+    Device.objects.filter(token__in=result.invalid_addresses, is_active=True).update(
+        is_active=False, invalidated_reason=result.error_code or "unregistered", invalidated_at=timezone.now(),
+    )
+
+
+def suppress_address(delivery: Delivery, result: SendResult) -> None:
+    for address in addresses(delivery):
+        Suppression.objects.get_or_create(
+            channel=delivery.channel, address=address,
+            defaults={"reason": result.error_code, "detail": result.error_message[:2000]},
+        )
+
+
+def fail(delivery: Delivery, result: SendResult, provider_name: str, claim_at: datetime, now: datetime, reason: str = "") -> bool:
+    return move(
+        delivery.pk, Status.FAILED, claim=claim_at, sources={Status.SENDING},
+        reason=reason or result.error_code, provider=provider_name, failed_at=now,
+        error_code=result.error_code, error_message=result.error_message[:2000], content=delivery.content,
+    )
+
+
+def dead_letter(delivery: Delivery, reason: str, result: SendResult) -> None:
+    notification = delivery.notification
+    DeadLetter.objects.create(
+        delivery=delivery, reason=reason, error_code=result.error_code,
+        error_message=result.error_message[:2000],
+        payload={
+            "notification_id": str(notification.pk), "channel": delivery.channel,
+            "type": notification.type, "priority": notification.priority,
+            "template": notification.template_name, "variables": notification.variables,
+            "attempts": delivery.attempts,
+        },
+    )
+    log.warning("delivery %s dead-lettered: %s (%s)", delivery.pk, reason, result.error_code)
+
+
+def overall_status(delivery_statuses: list[str]) -> str | None:
+    """The notification's status as its deliveries stand: the furthest any got, or failed if all did."""
+    for status in (Status.READ, Status.DELIVERED, Status.SENT):
+        if status in delivery_statuses:
+            return status
+    if any(s in (Status.QUEUED, Status.SENDING) for s in delivery_statuses):
+        return Status.SENDING
+    if delivery_statuses and all(s in FAILED_STATES for s in delivery_statuses):
+        return Status.FAILED
+    return None
+
+
+PROGRESS = (Status.SENDING, Status.SENT, Status.DELIVERED, Status.READ)
+
+
+def refresh_notification_status(notification_id, delivery_status: str | None = None) -> None:
+    """Bring the notification's overall status in line with its deliveries.
+
+    A delivery moving forward (sent, delivered, read) can only move the notification forward
+    to the same place, which needs no look at its siblings; anything else recomputes.
+    """
+    if delivery_status in PROGRESS[1:]:
+        behind = set(PROGRESS[: PROGRESS.index(delivery_status)])
+        transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, delivery_status, sources=behind)
+        return
+    statuses = list(Delivery.objects.filter(notification_id=notification_id).values_list("status", flat=True))
+    target = overall_status(statuses)
+    if target:
+        transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, target)
+
+
+def requeue_dead_letter(dead_letter_id: int) -> bool:
+    """Give a dead-lettered delivery a fresh set of attempts; False if it was already requeued."""
+    from delivery.publishing import publish_delivery
+
+    with transaction.atomic():
+        letter = DeadLetter.objects.select_for_update().select_related("delivery__notification").get(pk=dead_letter_id)
+        if letter.requeued_at:
+            return False
+        delivery = letter.delivery
+        if not move(delivery.pk, Status.QUEUED, sources={Status.FAILED}, reason="requeued", attempts=0, available_at=timezone.now()):
+            return False
+        letter.requeued_at = timezone.now()
+        letter.save(update_fields=["requeued_at"])
+        refresh_notification_status(delivery.notification_id)
+        priority = delivery.notification.priority
+        transaction.on_commit(lambda: publish_delivery(delivery.pk, delivery.channel, priority))
+    return True

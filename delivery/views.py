@@ -1,0 +1,222 @@
+"""Provider receipt webhooks, app engagement events and the dead-letter API."""
+
+import binascii
+import hashlib
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+import redis
+from django.conf import settings
+from django.db.models import F
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from sendgrid.helpers.eventwebhook import EventWebhook
+from twilio.request_validator import RequestValidator
+
+from delivery import receipts
+from delivery.models import DeadLetter, Delivery
+from delivery.sending import requeue_dead_letter
+from notifications.errors import ApiError
+from notifications.fields import StrictSerializer, choice
+from notifications.models import Notification
+
+log = logging.getLogger(__name__)
+
+
+def replay_key(source: str, signed: str) -> str:
+    # Keyed on what was signed, not on the signature: ECDSA signatures are malleable and
+    # base64 decoding skips junk, so one payload can carry many valid signatures.
+    return f"herald:webhook-seen:{source}:{hashlib.sha256(signed.encode()).hexdigest()}"
+
+
+def refuse_replay(key: str) -> None:
+    """A signed request already processed is refused (events are idempotent anyway)."""
+    if redis.Redis.from_url(settings.REDIS_URL).exists(key):
+        raise ApiError(403, "replayed", "This signed request was already received.")
+
+
+def remember_processed(key: str) -> None:
+    # Only after success, so a provider retrying a request that failed on our side gets in.
+    redis.Redis.from_url(settings.REDIS_URL).set(key, 1, ex=settings.HERALD_WEBHOOK_MAX_AGE_SECONDS * 2)
+
+
+class RawBodyMixin:
+    """Webhook signatures cover the exact bytes received, so views read the raw body."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+
+class SendGridWebhook(RawBodyMixin, APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(request=None, responses={200: None}, description="SendGrid signed Event Webhook.")
+    def post(self, request):
+        public_key = settings.SENDGRID_WEBHOOK_PUBLIC_KEY
+        if not public_key:
+            raise ApiError(401, "not_configured", "SENDGRID_WEBHOOK_PUBLIC_KEY is not set; events are refused.")
+        signature = request.headers.get("X-Twilio-Email-Event-Webhook-Signature", "")
+        timestamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
+        if not signature or not timestamp:
+            raise ApiError(401, "unsigned", "Missing SendGrid signature headers.")
+        body = request.body.decode("utf-8", "replace")
+        try:
+            valid = EventWebhook(public_key).verify_signature(body, signature, timestamp)
+        except (binascii.Error, ValueError, TypeError):
+            valid = False
+        if not valid:
+            raise ApiError(403, "bad_signature", "The SendGrid signature does not match.")
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > settings.HERALD_WEBHOOK_MAX_AGE_SECONDS:
+            raise ApiError(403, "stale", "The SendGrid signature timestamp is too old; refusing a replay.")
+        seen = replay_key("sendgrid", timestamp + body)
+        refuse_replay(seen)
+        try:
+            events = json.loads(body)
+        except ValueError:
+            raise ApiError(400, "malformed_json", "Body is not valid JSON.") from None
+        if not isinstance(events, list):
+            raise ApiError(400, "invalid", "Expected a JSON array of events.")
+        applied = sum(handle_sendgrid_event(event) for event in events if isinstance(event, dict))
+        remember_processed(seen)
+        return Response({"received": len(events), "new": applied})
+
+
+def handle_sendgrid_event(event: dict) -> bool:
+    delivery_id = event.get("herald_delivery_id")
+    message_id = str(event.get("sg_message_id", "")).split(".")[0]
+    delivery = find_delivery(delivery_id, message_id)
+    if delivery is None:
+        log.info("SendGrid event for an unknown message (%s / %s) ignored", delivery_id, message_id)
+        return False
+    key = event.get("sg_event_id") or f"{message_id}:{event.get('event')}:{event.get('timestamp')}"
+    return receipts.record_event(
+        source="sendgrid", event=str(event.get("event", "")), event_key=str(key), delivery=delivery,
+        provider_message_id=message_id, occurred_at=epoch(event.get("timestamp")), payload=event,
+        effect=receipts.sendgrid_effect(event),
+    )
+
+
+class TwilioWebhook(RawBodyMixin, APIView):
+    parser_classes = [FormParser]
+
+    @extend_schema(request=None, responses={200: None}, description="Twilio message status callback.")
+    def post(self, request):
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not signature:
+            raise ApiError(401, "unsigned", "Missing X-Twilio-Signature.")
+        if not settings.TWILIO_AUTH_TOKEN:
+            raise ApiError(401, "not_configured", "TWILIO_AUTH_TOKEN is not set; callbacks are refused.")
+        params = {key: request.POST.get(key) for key in request.POST}
+        url = settings.PUBLIC_BASE_URL + request.get_full_path()
+        if not RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(url, params, signature):
+            raise ApiError(403, "bad_signature", "The Twilio signature does not match.")
+        seen = replay_key("twilio", url + json.dumps(params, sort_keys=True))
+        refuse_replay(seen)
+        message_sid = params.get("MessageSid") or params.get("SmsSid") or ""
+        delivery = find_delivery(request.GET.get("delivery"), message_sid)
+        status = params.get("MessageStatus") or params.get("SmsStatus") or ""
+        if delivery is None:
+            log.info("Twilio status %s for an unknown message %s ignored", status, message_sid)
+            return Response({"received": 1, "new": 0})
+        new = receipts.record_event(
+            source="twilio", event=status, event_key=f"{message_sid}:{status}", delivery=delivery,
+            provider_message_id=message_sid, occurred_at=None, payload=params, effect=receipts.twilio_effect(params),
+        )
+        remember_processed(seen)
+        return Response({"received": 1, "new": int(new)})
+
+
+def find_delivery(delivery_id, provider_message_id: str) -> Delivery | None:
+    """The delivery an event is about: by Herald's id when the provider echoes it, else by the provider's."""
+    try:
+        by_id = Delivery.objects.filter(pk=uuid.UUID(str(delivery_id))).first() if delivery_id else None
+    except ValueError:
+        by_id = None
+    if by_id or not provider_message_id:
+        return by_id
+    return Delivery.objects.filter(provider_message_id=provider_message_id).first()
+
+
+def epoch(value) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value), tz=UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+class EngagementRequest(StrictSerializer):
+    event = choice([("opened", "opened"), ("clicked", "clicked")], "event")
+    channel = serializers.ChoiceField(choices=["push", "in_app", "email", "sms", "webhook"], required=False)
+    event_id = serializers.CharField(max_length=200, required=False)
+    occurred_at = serializers.DateTimeField(required=False)
+
+
+class NotificationEvents(APIView):
+    required_scopes = {"POST": "notifications:write"}
+
+    @extend_schema(request=EngagementRequest, responses={202: None})
+    def post(self, request, notification_id):
+        """Report that the person opened or clicked a notification (push and in-app engagement)."""
+        notification = get_object_or_404(Notification, pk=notification_id)
+        serializer = EngagementRequest(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        deliveries = Delivery.objects.filter(notification=notification)
+        if data.get("channel"):
+            deliveries = deliveries.filter(channel=data["channel"])
+        delivery = deliveries.order_by(F("sent_at").desc(nulls_last=True)).first()
+        if delivery is None:
+            raise ApiError(404, "not_found", "This notification has no delivery on that channel.", "channel")
+        occurred_at = data.get("occurred_at")
+        key = data.get("event_id") or f"{delivery.pk}:{data['event']}:{(occurred_at or '')}"
+        new = receipts.record_event(
+            source="app", event=data["event"], event_key=key, delivery=delivery, provider_message_id="",
+            occurred_at=occurred_at, payload=json.loads(json.dumps(request.data, default=str)),
+            effect=receipts.engagement_effect(data["event"]),
+        )
+        delivery.refresh_from_db(fields=["status"])
+        return Response({"delivery": str(delivery.pk), "channel": delivery.channel, "status": delivery.status, "new": new}, status=202)
+
+
+class DeadLetterView(serializers.ModelSerializer):
+    notification_id = serializers.UUIDField(source="delivery.notification_id")
+    channel = serializers.CharField(source="delivery.channel")
+
+    class Meta:
+        model = DeadLetter
+        fields = ["id", "delivery", "notification_id", "channel", "reason", "error_code", "error_message", "payload", "created_at", "requeued_at"]
+
+
+class DeadLetterList(APIView):
+    required_scopes = {"GET": "notifications:read"}
+
+    @extend_schema(responses=DeadLetterView(many=True), parameters=[OpenApiParameter("requeued", bool)])
+    def get(self, request):
+        """Dead letters, newest first; `?requeued=false` for those still waiting."""
+        rows = DeadLetter.objects.select_related("delivery").order_by("-created_at")
+        requeued = request.query_params.get("requeued")
+        if requeued is not None:
+            if requeued not in ("true", "false"):
+                raise ApiError(400, "invalid", "requeued must be true or false.", "requeued")
+            rows = rows.filter(requeued_at__isnull=requeued == "false")
+        return Response({"results": DeadLetterView(rows[:500], many=True).data})
+
+
+class DeadLetterRequeue(APIView):
+    required_scopes = {"POST": "notifications:write"}
+
+    @extend_schema(request=None, responses=DeadLetterView)
+    def post(self, request, dead_letter_id):
+        """Give a dead-lettered delivery a fresh set of attempts (409 if already requeued)."""
+        letter = get_object_or_404(DeadLetter, pk=dead_letter_id)
+        if not requeue_dead_letter(letter.pk):
+            raise ApiError(409, "already_requeued", "This dead letter was already requeued or its delivery moved on.")
+        letter.refresh_from_db()
+        return Response(DeadLetterView(letter).data)

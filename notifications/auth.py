@@ -1,0 +1,56 @@
+"""API key authentication and scope checks for the REST API."""
+
+from rest_framework import authentication, exceptions, permissions
+
+from notifications.errors import ApiError
+from notifications.models import ApiKey, hash_api_key
+
+
+class ServiceUser:
+    """The calling backend service, as DRF's request.user."""
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, api_key: ApiKey):
+        self.api_key = api_key
+
+    def __str__(self) -> str:
+        return str(self.api_key)
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, raw_key = header.partition(" ")
+        if scheme != self.keyword or not raw_key.strip():
+            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <api key>'.")
+        key = ApiKey.objects.filter(key_hash=hash_api_key(raw_key.strip())).first()
+        if key is None:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        if key.is_revoked:
+            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+        return ServiceUser(key), key
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="herald"'
+
+
+class HasScope(permissions.BasePermission):
+    """Views declare `required_scopes = {"GET": "users:read", ...}`; the key must hold that scope."""
+
+    def has_permission(self, request, view):
+        if not isinstance(request.auth, ApiKey):
+            raise exceptions.NotAuthenticated("Missing API key: send 'Authorization: Bearer <api key>'.")
+        scopes = getattr(view, "required_scopes", {})
+        method = "GET" if request.method == "HEAD" else request.method
+        needed = scopes.get(method)
+        if needed is None and method not in ("OPTIONS",) and scopes:
+            raise ApiError(405, "method_not_allowed", f"{request.method} is not supported here.")
+        if needed and needed not in request.auth.scopes:
+            raise ApiError(403, "insufficient_scope", f"This API key lacks the {needed!r} scope.")
+        return True

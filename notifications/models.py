@@ -1,0 +1,115 @@
+import hashlib
+import secrets
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from notifications.states import Status
+
+
+class NotificationType(models.TextChoices):
+    TRANSACTION = "transaction"
+    SECURITY = "security"
+    MARKETING = "marketing"
+    REMINDER = "reminder"
+    SOCIAL = "social"
+
+
+class Priority(models.TextChoices):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class Notification(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    recipient = models.ForeignKey("preferences.Recipient", on_delete=models.PROTECT, related_name="notifications")
+    type = models.CharField(max_length=20, choices=NotificationType.choices)
+    priority = models.CharField(max_length=10, choices=Priority.choices)
+    template_name = models.CharField("template", max_length=100)
+    variables = models.JSONField(default=dict, blank=True)
+    requested_channels = models.JSONField(default=list, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    api_key = models.ForeignKey("notifications.ApiKey", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    status_history = models.JSONField(default=list, blank=True)
+    # Channels routing decided not to use, each with a machine-readable reason.
+    skipped_channels = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["recipient", "-created_at"], name="notification_recipient_recent"),
+            models.Index(fields=["status", "status_changed_at"], name="notification_status_age"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} to {self.recipient_id} ({self.status})"
+
+
+class Outbox(models.Model):
+    """A notification that must reach the routing queue.
+
+    Written in the same transaction as the notification; removed once routing has taken it.
+    The relay republishes rows whose publish never happened (broker down, process killed).
+    """
+
+    notification = models.OneToOneField(Notification, on_delete=models.CASCADE, primary_key=True)
+    available_at = models.DateTimeField(db_index=True)
+    relay_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "outbox"
+
+    def __str__(self) -> str:
+        return str(self.notification_id)
+
+
+SCOPES = (
+    "notifications:read",
+    "notifications:write",
+    "users:read",
+    "users:write",
+    "templates:read",
+    "templates:write",
+)
+
+
+def hash_api_key(raw_key: str) -> str:
+    # Keys are 192-bit random strings, so a fast hash is enough; there is nothing to brute-force.
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class ApiKey(models.Model):
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, help_text="Shown to identify the key; not secret.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @classmethod
+    def issue(cls, name: str, scopes: list[str] | None = None) -> tuple["ApiKey", str]:
+        """Create a key and return it with its raw value, which is never stored."""
+        prefix = "hk_" + secrets.token_hex(4)
+        raw_key = f"{prefix}_{secrets.token_urlsafe(24)}"
+        key = cls.objects.create(
+            name=name, prefix=prefix, key_hash=hash_api_key(raw_key), scopes=list(scopes or SCOPES)
+        )
+        return key, raw_key

@@ -1,0 +1,131 @@
+"""Routing: decide which channels a notification goes out on and create one delivery per channel."""
+
+import hashlib
+import json
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from delivery.models import Delivery
+from delivery.publishing import publish_delivery
+from delivery.reachability import unreachable_channels
+from notifications.models import Notification, Outbox
+from notifications.policy import choose_channels
+from notifications.states import NOTIFICATION_TRANSITIONS, Status, transition
+from preferences import policy as preference_policy
+from templates_app.models import Template
+
+log = logging.getLogger(__name__)
+
+
+class LostClaim(Exception):
+    """Another worker took this notification over while it was being routed."""
+
+
+def claim_for_routing(notification_id) -> datetime | None:
+    """Take the notification for routing; the claim's time, or None if another worker has it or it is done."""
+    now = timezone.now()
+    if transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.ROUTING, sources={Status.QUEUED}, at=now):
+        return now
+    # The routing message can overtake the publisher's own pending → queued update. Either
+    # this worker or the publisher moves it; whichever did, it is queued now and can be taken.
+    transition(
+        Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.QUEUED,
+        sources={Status.PENDING, Status.SCHEDULED},
+        condition=Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=now), at=now,
+    )
+    now = timezone.now()
+    if transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.ROUTING, sources={Status.QUEUED}, at=now):
+        return now
+    stale = now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS)
+    if transition(
+        Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.ROUTING,
+        sources={Status.ROUTING}, condition=Q(status_changed_at__lt=stale), reason="worker_lost", at=now,
+    ):
+        return now
+    return None
+
+
+def route(notification_id) -> None:
+    """Create the notification's deliveries and publish them to their channel queues."""
+    claimed_at = claim_for_routing(notification_id)
+    if claimed_at is None:
+        log.info("notification %s already routed or canceled; skipping", notification_id)
+        return
+    try:
+        plan_and_create_deliveries(notification_id, claimed_at)
+    except LostClaim:
+        log.warning("notification %s was taken over by another worker mid-routing", notification_id)
+    except Exception:
+        # Give the claim back (if still ours) so the retried task can take it at once.
+        transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.QUEUED,
+                   sources={Status.ROUTING}, condition=Q(status_changed_at=claimed_at), reason="routing_error")
+        raise
+
+
+def plan_and_create_deliveries(notification_id, claimed_at: datetime) -> None:
+    notification = (
+        Notification.objects.select_related("recipient")
+        .annotate(active_devices=Count("recipient__devices", filter=Q(recipient__devices__is_active=True)))
+        .get(pk=notification_id)
+    )
+    recipient = notification.recipient
+    candidates = notification.requested_channels or preference_policy.candidate_channels(recipient, notification.type)
+    template_channels = set(Template.objects.filter(name=notification.template_name).values_list("channel", flat=True))
+    reachable, skipped = choose_channels(candidates, template_channels, unreachable_channels(recipient, notification.active_devices))
+    now = timezone.now()
+    decisions = preference_policy.decide(
+        recipient, notification.type, reachable, notification.priority, dedup_key(notification), now,
+        admission_id=str(notification.pk),
+    ) if reachable else []
+    deliveries = []
+    for decision in decisions:
+        if decision.action == preference_policy.SUPPRESS:
+            skipped.append({"channel": decision.channel, "reason": decision.reason})
+            continue
+        held = decision.action == preference_policy.HOLD
+        if held:
+            skipped.append({"channel": decision.channel, "reason": decision.reason, "until": decision.hold_until.isoformat()})
+        deliveries.append(Delivery(
+            notification=notification, channel=decision.channel, status=Status.QUEUED, status_changed_at=now,
+            status_history=[{"status": Status.QUEUED, "at": now.isoformat(), **({"reason": decision.reason} if held else {})}],
+            available_at=decision.hold_until if held else now, held_until=decision.hold_until if held else None,
+            created_at=now,
+        ))
+
+    # Deliveries, the decision record and the status move commit together: a crash leaves
+    # the notification in `routing`, to be taken over once its claim goes stale.
+    with transaction.atomic():
+        Delivery.objects.bulk_create(deliveries)
+        moved = transition(
+            Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.SENDING if deliveries else Status.FAILED,
+            sources={Status.ROUTING}, condition=Q(status_changed_at=claimed_at),
+            reason="" if deliveries else "no_channel_to_send", skipped_channels=skipped,
+        )
+        if not moved:
+            raise LostClaim(notification_id)  # rolls the deliveries back: the new owner makes its own
+        Outbox.objects.filter(notification_id=notification_id).delete()
+        due = [(d.pk, d.channel) for d in deliveries if d.held_until is None]
+        transaction.on_commit(lambda: [publish_delivery(pk, channel, notification.priority) for pk, channel in due])
+
+
+def dedup_key(notification: Notification) -> str:
+    """Same person, template and variables: the same message, whatever its idempotency key."""
+    canonical = json.dumps([notification.recipient_id, notification.template_name, notification.variables], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def cancel(notification_id) -> bool:
+    """Cancel a notification that has not started routing; False if it is too late."""
+    with transaction.atomic():
+        canceled = transition(
+            Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.CANCELED,
+            sources={Status.SCHEDULED, Status.PENDING, Status.QUEUED}, reason="canceled_by_api",
+        )
+        if canceled:
+            Outbox.objects.filter(notification_id=notification_id).delete()
+    return canceled

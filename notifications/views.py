@@ -1,0 +1,114 @@
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status as http
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from delivery.models import Delivery
+from notifications import routing
+from notifications.accept import accept_notification
+from notifications.errors import ApiError
+from notifications.models import Notification
+from notifications.serializers import AcceptedNotification, NotificationRequest, NotificationSummary, NotificationView
+from notifications.states import Status
+from preferences.models import Recipient
+
+
+class NotificationCreate(APIView):
+    required_scopes = {"POST": "notifications:write"}
+
+    @extend_schema(
+        request=NotificationRequest,
+        responses={202: AcceptedNotification},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+    )
+    def post(self, request):
+        """Accept a notification for delivery. Answers 202 after validation; delivery happens in the background."""
+        payload = request.data
+        serializer = NotificationRequest(data=payload)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        key = idempotency_key(request, data)
+        accepted = accept_notification(data, raw_payload=payload, api_key=request.auth, idempotency_key=key)
+        n = accepted.notification
+        body = AcceptedNotification(
+            {"id": n.pk, "status": n.status, "created_at": n.created_at, "scheduled_at": n.scheduled_at}
+        ).data
+        headers = {"Location": f"/api/v1/notifications/{n.pk}"}
+        if accepted.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(body, status=http.HTTP_202_ACCEPTED, headers=headers)
+
+
+def idempotency_key(request, data: dict) -> str | None:
+    header = request.headers.get("Idempotency-Key")
+    body = data.get("idempotency_key")
+    if header is not None and (not header.strip() or len(header) > 255):
+        raise ApiError(400, "invalid", "Idempotency-Key must be 1-255 characters.", "Idempotency-Key")
+    if header and body and header != body:
+        raise ApiError(400, "invalid", "Idempotency-Key header and idempotency_key field differ.", "idempotency_key")
+    return header or body
+
+
+class NotificationDetail(APIView):
+    required_scopes = {"GET": "notifications:read"}
+
+    @extend_schema(responses=NotificationView)
+    def get(self, request, notification_id):
+        """A notification's overall status and one entry per channel."""
+        return notification_response(notification_id)
+
+
+def notification_response(notification_id) -> Response:
+    notification = get_object_or_404(
+        Notification.objects.select_related("recipient").prefetch_related(
+            Prefetch("deliveries", queryset=Delivery.objects.order_by("created_at", "channel"))
+        ),
+        pk=notification_id,
+    )
+    return Response(NotificationView(notification).data)
+
+
+class NotificationCancel(APIView):
+    required_scopes = {"POST": "notifications:write"}
+
+    @extend_schema(request=None, responses=NotificationView)
+    def post(self, request, notification_id):
+        """Cancel a notification that has not started delivery (409 once it has)."""
+        notification = get_object_or_404(Notification, pk=notification_id)
+        if not routing.cancel(notification.pk):
+            notification.refresh_from_db(fields=["status"])
+            raise ApiError(
+                409, "not_cancelable", f"Notification is already {notification.status}; it can no longer be canceled."
+            )
+        return notification_response(notification_id)
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-created_at"
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 200
+
+
+class RecipientNotifications(APIView):
+    required_scopes = {"GET": "notifications:read"}
+
+    @extend_schema(
+        responses=NotificationSummary(many=True),
+        parameters=[OpenApiParameter("status", str, enum=Status.values), OpenApiParameter("cursor", str), OpenApiParameter("limit", int)],
+    )
+    def get(self, request, user_id):
+        """A user's notifications, newest first, optionally filtered by status."""
+        recipient = get_object_or_404(Recipient, external_id=user_id)
+        rows = Notification.objects.filter(recipient=recipient)
+        status_filter = request.query_params.get("status")
+        if status_filter:
+            if status_filter not in Status.values:
+                raise ApiError(400, "invalid_choice", f"Unknown status {status_filter!r}.", "status")
+            rows = rows.filter(status=status_filter)
+        paginator = NewestFirst()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(NotificationSummary(page, many=True).data)

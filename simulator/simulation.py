@@ -1,0 +1,99 @@
+"""The simulated providers' shared state and the path every request takes through it.
+
+A request meets, in order: an injected fault for its provider and recipient, the provider's rate
+limit, then the provider API itself (auth, validation, magic recipients, success). All of it runs on
+the simulator's one event loop, so no locks are needed.
+"""
+
+import asyncio
+import logging
+
+from simulator.apns_api import ApnsApi
+from simulator.exchange import Incoming, ProviderApi, Reply
+from simulator.faults import FaultBook, RateLimits
+from simulator.fcm_api import AccessTokens, FcmApi, FcmOAuthApi
+from simulator.receipts import ReceiptPoster
+from simulator.recording import DEFAULT_RECORD_LIMIT, Recorder
+from simulator.sendgrid_api import SendGridApi
+from simulator.twilio_api import TwilioApi
+
+logger = logging.getLogger("simulator")
+
+HANG_SECONDS = 600  # a `timeout` fault outlasts any sane client timeout, or the simulator
+
+
+class Simulation:
+    def __init__(self, record_limit: int = DEFAULT_RECORD_LIMIT):
+        tokens = AccessTokens()
+        self.apis: dict[str, ProviderApi] = {api.name: api for api in (
+            SendGridApi(), TwilioApi(), FcmApi(tokens), FcmOAuthApi(tokens), ApnsApi())}
+        self.recorder = Recorder(record_limit)
+        self.faults = FaultBook()
+        self.rate_limits = RateLimits()
+        self.receipts = ReceiptPoster()
+        self.stopping = asyncio.Event()
+
+    async def exchange(self, provider: str, incoming: Incoming) -> Reply | None:
+        """The reply to one provider request, or None when a fault says never to answer."""
+        api = self.apis[provider]
+        parsed = api.parse(incoming)
+        record = self.recorder.open(provider, incoming, parsed)
+        reply = None
+        fault = self.faults.take(provider, parsed.recipients)
+        if fault is not None:
+            record["fault"] = fault.id
+            if fault.latency_ms:
+                await asyncio.sleep(fault.latency_ms / 1000)
+            if fault.timeout:
+                self.recorder.hung(record)
+                await self._hang()
+                return None
+            if fault.malformed:
+                reply = api.malformed_reply(incoming, fault.status)
+            elif fault.status is not None:
+                reply = api.fault_reply(incoming, fault.status, fault.error, fault.retry_after)
+        if reply is None:
+            limited = self.rate_limits.take(provider)
+            if limited is not None:
+                record["rate_limited"] = True
+                reply = api.rate_limited_reply(incoming, *limited)
+        if reply is None:
+            reply = api.handle(incoming, parsed)
+            if reply.receipts is not None:
+                self.receipts.schedule(reply.receipts)
+        self.recorder.close(record, reply)
+        logger.debug("%s %s %s -> %s %s", provider, incoming.method, incoming.path, reply.status, reply.error or "")
+        return reply
+
+    def add_fault(self, provider: str, *, status=None, error=None, retry_after=None, latency_ms=None,
+                  timeout=False, malformed=False, count=None, match=None) -> dict:
+        """Validate and register a fault; ValueError names what is wrong."""
+        if provider not in self.apis:
+            raise ValueError(f"provider must be one of {', '.join(self.apis)}")
+        if not (status is not None or error is not None or latency_ms or timeout or malformed):
+            raise ValueError("a fault needs a status, error, latency_ms, timeout or malformed")
+        if timeout and (status is not None or error is not None or malformed):
+            raise ValueError("a timeout fault never answers, so it takes no status, error or malformed")
+        if status is not None or error is not None:
+            if not malformed:
+                status, error = self.apis[provider].resolve_fault(status, error, retry_after)
+            elif error is not None:
+                raise ValueError("a malformed fault takes a status but no error")
+        elif retry_after is not None:
+            raise ValueError("retry_after goes with an error status")
+        fault = self.faults.add(provider=provider, status=status, error=error, retry_after=retry_after,
+                                latency_ms=latency_ms, timeout=timeout, malformed=malformed, count=count, match=match)
+        return fault.as_dict()
+
+    async def reset(self) -> None:
+        """Back to a fresh simulator, except that issued OAuth tokens stay valid."""
+        self.faults.clear()
+        self.rate_limits.clear()
+        self.recorder.clear()
+        await self.receipts.reset()
+
+    async def _hang(self) -> None:
+        try:
+            await asyncio.wait_for(self.stopping.wait(), HANG_SECONDS)
+        except TimeoutError:
+            pass

@@ -1,0 +1,41 @@
+from rest_framework import serializers
+
+from delivery.channels import Channel
+from notifications.fields import StrictSerializer, choice
+from preferences.models import LOCALE
+from templates_app.models import Template
+from templates_app.rendering import HTML_FIELDS, TEXT_FIELDS, syntax_error
+from templates_app.variables import schema_error
+
+
+class TemplateRequest(StrictSerializer):
+    name = serializers.SlugField(max_length=100)
+    channel = choice(Channel.choices, "channel")
+    locale = serializers.CharField(max_length=35, required=False, default="en", validators=[LOCALE])
+    subject = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    title = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    body = serializers.CharField()
+    html_body = serializers.CharField(required=False, allow_blank=True, default="")
+    variables_schema = serializers.DictField(required=False, default=dict)
+
+    def validate_variables_schema(self, value):
+        problem = schema_error(value)
+        if problem:
+            raise serializers.ValidationError(f"Not a valid JSON Schema: {problem}")
+        return value
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        for field in TEXT_FIELDS + HTML_FIELDS:
+            problem = syntax_error(attrs.get(field, ""), html=field in HTML_FIELDS)
+            if problem:
+                raise serializers.ValidationError({field: f"Template syntax error: {problem}"})
+        if attrs["channel"] == Channel.EMAIL and not attrs.get("subject"):
+            raise serializers.ValidationError({"subject": "Email templates need a subject."})
+        return attrs
+
+
+class TemplateView(serializers.ModelSerializer):
+    class Meta:
+        model = Template
+        fields = ["name", "channel", "locale", "subject", "title", "body", "html_body", "variables_schema", "created_at", "updated_at"]

@@ -1,0 +1,444 @@
+"""Every real provider SDK, driven by a real worker against the local provider simulator.
+
+The worker here is configured with credentials for SendGrid, SMTP, Twilio, FCM, APNs and
+outgoing webhooks, all pointed at local servers (the simulator, an SMTP server, a webhook
+receiver); receipts come back signed to a live Herald server.
+"""
+
+import json
+import socket
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import redis
+import requests
+from aiosmtpd.controller import Controller
+from django.conf import settings
+from django.test import override_settings
+from standardwebhooks.webhooks import Webhook
+
+from delivery.models import DeadLetter, Delivery, DeliveryAttempt, Suppression
+from preferences.models import Device
+from simulator import Simulator
+from simulator.credentials import apns_signing_key, fcm_service_account, sendgrid_event_keypair
+from tests.factories import delivery_of, delivery_status, make_recipient, make_templates, notification_body, status_of
+from tests.services import wait_for
+
+TWILIO_SID = "AC" + "1" * 32
+TWILIO_TOKEN = "twilio-auth-token"
+WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SG_PRIVATE_KEY, SG_PUBLIC_KEY = sendgrid_event_keypair()
+
+
+class SmtpRecorder:
+    """An SMTP server that keeps what it receives and refuses addresses containing "reject"."""
+
+    def __init__(self):
+        self.messages: list[dict] = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if "reject" in address:
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append({"to": envelope.rcpt_tos, "data": envelope.content.decode("utf-8", "replace")})
+        return "250 Message accepted"
+
+
+class WebhookReceiver(ThreadingHTTPServer):
+    """Collects outgoing webhooks; answers with `status` (200 unless a test changes it)."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+        self.status = 200
+        super().__init__(("127.0.0.1", 0), self._handler())
+
+    def _handler(self):
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                receiver.received.append({"headers": dict(self.headers), "body": body})
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hooks/herald"
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    with Simulator() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def smtp():
+    recorder = SmtpRecorder()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        recorder.port = probe.getsockname()[1]
+    controller = Controller(recorder, hostname="127.0.0.1", port=recorder.port)
+    controller.start()
+    yield recorder
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def webhook_receiver():
+    receiver = WebhookReceiver()
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    yield receiver
+    receiver.shutdown()
+
+
+@pytest.fixture(scope="session")
+def provider_env(simulator, smtp, live_server, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("credentials")
+    (folder / "fcm.json").write_text(json.dumps(fcm_service_account(simulator.http_url + "/token")))
+    apns_pem, apns_key_id, apns_team_id = apns_signing_key()
+    (folder / "apns.p8").write_text(apns_pem)
+    return {
+        "PUBLIC_BASE_URL": live_server.url,
+        "SENDGRID_API_KEY": "SG.test-key",
+        "SENDGRID_API_HOST": simulator.http_url,
+        "SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
+        "TWILIO_ACCOUNT_SID": TWILIO_SID,
+        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "TWILIO_FROM_NUMBER": "+15005550006",
+        "TWILIO_API_HOST": simulator.http_url,
+        "FCM_CREDENTIALS_FILE": str(folder / "fcm.json"),
+        "FCM_API_HOST": simulator.http_url,
+        "APNS_KEY_FILE": str(folder / "apns.p8"),
+        "APNS_KEY_ID": apns_key_id,
+        "APNS_TEAM_ID": apns_team_id,
+        "APNS_TOPIC": "com.example.herald",
+        "APNS_USE_SANDBOX": "1",
+        "APNS_HOST": f"http://127.0.0.1:{simulator.apns_port}",
+        "HERALD_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "HERALD_WEBHOOK_ALLOW_PRIVATE": "1",  # the receiver is on loopback
+        "HERALD_PROVIDER_TIMEOUT": "3",
+        "HERALD_BREAKER_FAILURES": "3",
+        "HERALD_BREAKER_RESET_SECONDS": "2",
+        "HERALD_RATE_LIMITS": "twilio=40",
+    }
+
+
+@pytest.fixture
+def providers(workers, broker, transactional_db, provider_env, simulator, smtp, webhook_receiver, live_server):
+    """A worker using the real providers; the live server checks receipts with the same secrets."""
+    if broker.process.poll() is not None:
+        broker.start()
+    control = simulator.client()
+    control.reset()
+    smtp.messages.clear()
+    webhook_receiver.received.clear()
+    webhook_receiver.status = 200
+    with override_settings(
+        SENDGRID_WEBHOOK_PUBLIC_KEY=SG_PUBLIC_KEY, TWILIO_AUTH_TOKEN=TWILIO_TOKEN, PUBLIC_BASE_URL=live_server.url,
+    ):
+        workers.use("providers", provider_env)
+        yield control
+
+
+@pytest.fixture
+def person(providers, webhook_receiver):
+    make_templates()
+    recipient = make_recipient("p1", email="p1@example.com", phone="+14155550101", webhook_url=webhook_receiver.url)
+    Device.objects.filter(recipient=recipient).delete()
+    return recipient
+
+
+def send(api, **body) -> str:
+    response = api.post("/api/v1/notifications", notification_body(user_id="p1", **body), format="json")
+    assert response.status_code == 202, response.content
+    return response.json()["id"]
+
+
+def sent_via(notification_id, channel, provider, timeout=20):
+    wait_for(lambda: (d := delivery_of(notification_id, channel)) and d.status in ("sent", "delivered", "read"),
+             timeout, message=f"{channel} to be sent via {provider}")
+    delivery = delivery_of(notification_id, channel)
+    assert delivery.provider == provider
+    return delivery
+
+
+def test_email_goes_out_through_sendgrid_with_the_delivery_id_for_receipts(api, person, providers):
+    notification_id = send(api, channels=["email"])
+
+    delivery = sent_via(notification_id, "email", "sendgrid")
+    [request] = providers.requests("sendgrid")
+    body = request["body"]
+    assert body["personalizations"][0]["to"] == [{"email": "p1@example.com"}]
+    assert body["subject"] == "Hi Ada"
+    assert {c["type"] for c in body["content"]} == {"text/plain", "text/html"}
+    assert body["custom_args"]["herald_delivery_id"] == str(delivery.pk)
+    assert body["categories"] == ["transaction"]
+    assert delivery.provider_message_id == request["message_id"]
+
+
+def test_sms_goes_out_through_twilio_with_a_status_callback(api, person, providers, live_server):
+    notification_id = send(api, channels=["sms"])
+
+    delivery = sent_via(notification_id, "sms", "twilio")
+    [request] = providers.requests("twilio")
+    assert request["body"]["To"] == "+14155550101"
+    assert request["body"]["Body"] == "Hello Ada via sms"
+    assert request["body"]["StatusCallback"] == f"{live_server.url}/api/v1/webhooks/twilio?delivery={delivery.pk}"
+    assert delivery.provider_message_id.startswith("SM")
+
+
+def test_android_push_goes_out_through_fcm_after_the_oauth_exchange(api, person, providers):
+    Device.objects.create(recipient=person, platform="android", token="android-token-1")
+
+    notification_id = send(api, channels=["push"])
+
+    sent_via(notification_id, "push", "fcm")
+    [message] = providers.requests("fcm")
+    assert message["body"]["message"]["token"] == "android-token-1"
+    assert message["body"]["message"]["notification"] == {"title": "Hello", "body": "Hello Ada via push"}
+    assert message["body"]["message"]["android"]["priority"] == "high"
+    assert len(providers.requests("fcm_oauth")) >= 1
+
+
+def test_ios_push_goes_out_through_apns_with_critical_priority_and_collapse_id(api, person, providers):
+    Device.objects.create(recipient=person, platform="ios", token="a1" * 32)
+
+    notification_id = send(api, channels=["push"], type="security", metadata={"collapse_key": "login-alert"})
+
+    sent_via(notification_id, "push", "apns")
+    [request] = providers.requests("apns")
+    assert request["headers"]["apns-priority"] == "10"
+    assert request["headers"]["apns-collapse-id"] == "login-alert"
+    assert request["headers"]["apns-topic"] == "com.example.herald"
+    assert request["body"]["aps"]["alert"]["body"] == "Hello Ada via push"
+
+
+def test_a_webhook_is_signed_per_standard_webhooks(api, person, providers, webhook_receiver):
+    notification_id = send(api, channels=["webhook"])
+
+    sent_via(notification_id, "webhook", "webhook")
+    [received] = webhook_receiver.received
+    payload = Webhook(WEBHOOK_SECRET).verify(received["body"], {k.lower(): v for k, v in received["headers"].items()})
+    assert payload["notification_id"] == notification_id
+    assert payload["content"]["body"] == "Hello Ada via webhook"
+
+
+def test_a_gone_webhook_endpoint_is_not_called_again(api, person, providers, webhook_receiver):
+    webhook_receiver.status = 410
+
+    notification_id = send(api, channels=["webhook"])
+
+    wait_for(lambda: status_of(notification_id) == "failed", message="webhook 410")
+    assert Suppression.objects.get(channel="webhook").reason == "endpoint_gone"
+    assert len(webhook_receiver.received) == 1
+
+
+def test_a_rate_limited_sms_is_retried_after_the_providers_retry_after_then_sent(api, person, providers):
+    providers.add_fault("twilio", status=429, error=20429, retry_after=1, count=1)
+
+    notification_id = send(api, channels=["sms"])
+
+    delivery = sent_via(notification_id, "sms", "twilio")
+    attempts = list(DeliveryAttempt.objects.filter(delivery=delivery).order_by("pk"))
+    assert [a.outcome for a in attempts] == ["retry", "sent"]
+    assert attempts[0].error_code == "rate_limited"
+    assert attempts[0].retry_in_seconds >= 1
+    assert (attempts[1].started_at - attempts[0].finished_at).total_seconds() >= 1
+
+
+def test_an_unreadable_provider_answer_is_retried_not_a_crash(api, person, providers):
+    providers.add_fault("twilio", malformed=True, count=1)
+
+    notification_id = send(api, channels=["sms"])
+
+    delivery = sent_via(notification_id, "sms", "twilio")
+    outcomes = list(DeliveryAttempt.objects.filter(delivery=delivery).order_by("pk").values_list("outcome", flat=True))
+    assert outcomes == ["retry", "sent"]
+
+
+def test_an_unregistered_fcm_token_deactivates_the_device_and_falls_back_to_email(api, person, providers):
+    Device.objects.create(recipient=person, platform="android", token="invalid-old-phone")
+
+    notification_id = send(api, channels=["push"])
+
+    wait_for(lambda: delivery_of(notification_id, "email") is not None, message="fallback email")
+    push = delivery_of(notification_id, "push")
+    assert push.status == "failed"
+    assert push.attempts == 1  # not retried
+    device = Device.objects.get(token="invalid-old-phone")
+    assert (device.is_active, device.invalidated_reason) == (False, "unregistered")
+    email = sent_via(notification_id, "email", "sendgrid")
+    assert email.fallback_from_id == push.pk
+    detail = api.get(f"/api/v1/notifications/{notification_id}").json()
+    assert detail["status"] == "sent"
+
+
+def test_a_dead_apns_token_is_deactivated_while_a_live_one_still_gets_the_push(api, person, providers):
+    Device.objects.create(recipient=person, platform="ios", token="gone" + "0" * 60)
+    Device.objects.create(recipient=person, platform="ios", token="b2" * 32)
+
+    notification_id = send(api, channels=["push"])
+
+    sent_via(notification_id, "push", "apns")
+    assert Device.objects.get(token="gone" + "0" * 60).is_active is False
+    assert Device.objects.get(token="b2" * 32).is_active is True
+
+
+def test_an_invalid_number_is_suppressed_and_the_notification_falls_back_to_email(api, person, providers):
+    person.phone = "+15005550001"
+    person.save()
+
+    notification_id = send(api, channels=["sms"], type="security")
+
+    email = sent_via(notification_id, "email", "sendgrid")
+    sms = delivery_of(notification_id, "sms")
+    assert (sms.status, sms.error_code, sms.attempts) == ("failed", "invalid_number", 1)
+    assert Suppression.objects.get(channel="sms", address="+15005550001").reason == "invalid_number"
+    assert email.fallback_from_id == sms.pk
+    # the next security alert skips SMS at routing, saying why
+    second = send(api, channels=["sms", "email"], type="security", variables={"name": "Grace"})
+    sent_via(second, "email", "sendgrid")
+    assert api.get(f"/api/v1/notifications/{second}").json()["skipped_channels"] == [
+        {"channel": "sms", "reason": "invalid_number"},
+    ]
+
+
+def test_a_sendgrid_auth_failure_fails_over_to_smtp(api, person, providers, smtp):
+    providers.add_fault("sendgrid", status=401, error="The provided authorization grant is invalid")
+
+    notification_id = send(api, channels=["email"])
+
+    sent_via(notification_id, "email", "smtp")
+    [message] = smtp.messages
+    assert message["to"] == ["p1@example.com"]
+    assert "Subject: Hi Ada" in message["data"]
+    attempts = list(DeliveryAttempt.objects.filter(delivery__notification_id=notification_id).order_by("pk"))
+    assert [(a.provider, a.outcome) for a in attempts] == [("sendgrid", "failed"), ("smtp", "sent")]
+
+
+def test_an_sms_provider_that_keeps_failing_is_dead_lettered_after_max_attempts(api, person, providers):
+    providers.add_fault("twilio", status=503)
+
+    notification_id = send(api, channels=["sms"])
+
+    wait_for(lambda: status_of(notification_id) == "failed", 40, message="dead letter")
+    delivery = delivery_of(notification_id, "sms")
+    letter = DeadLetter.objects.get(delivery=delivery)
+    assert letter.reason == "max_attempts_exceeded"
+    assert delivery.attempts == 4
+
+
+def test_an_email_provider_outage_opens_the_breaker_fails_over_and_recovers(api, person, providers, smtp):
+    # given SendGrid is down (a compressed ten-minute outage)
+    outage = providers.add_fault("sendgrid", status=503)
+    breaker_state = redis.Redis.from_url(settings.REDIS_URL)
+
+    # when emails keep coming
+    during = [send(api, channels=["email"], variables={"name": f"n{i}"}) for i in range(6)]
+
+    # then every one goes out through SMTP, and after three failures SendGrid is not even called
+    for notification_id in during:
+        sent_via(notification_id, "email", "smtp")
+    assert breaker_state.get("herald:breaker:sendgrid:pybreaker:state") == b"open"
+    called = len(providers.requests("sendgrid"))
+    skipped = DeliveryAttempt.objects.filter(provider="sendgrid", outcome="skipped").count()
+    # three failures open it; a fourth may already have been in flight in the other worker process
+    assert 3 <= called <= 4
+    assert called + skipped == 6
+
+    # when SendGrid recovers and the breaker's reset time passes
+    providers.remove_fault(outage)
+    after = send(api, channels=["email"], variables={"name": "after"})
+    wait_for(lambda: delivery_status(after, "email") == "sent", message="post-outage email")
+
+    # then the half-open probe succeeds, the breaker closes, and SendGrid is used again
+    later = wait_for(lambda: _sent_through_sendgrid_eventually(api), 20, message="SendGrid to be used again")
+    assert later
+    assert breaker_state.get("herald:breaker:sendgrid:pybreaker:state") == b"closed"
+
+
+def _sent_through_sendgrid_eventually(api) -> bool:
+    # distinct variables each time, or deduplication would rightly suppress the repeats
+    notification_id = send(api, channels=["email"], variables={"name": f"probe-{uuid.uuid4()}"})
+    wait_for(lambda: status_of(notification_id) == "sent", message="probe email")
+    return delivery_of(notification_id, "email").provider == "sendgrid"
+
+
+def test_the_shared_rate_limit_keeps_a_burst_of_sms_under_the_providers_cap(api, person, providers):
+    # given Twilio allows 40/s (and Herald is configured for 40/s)
+    providers.set_rate_limit("twilio", 40)
+
+    # when 120 SMS are sent at once
+    ids = [send(api, channels=["sms"], variables={"name": f"n{i}"}) for i in range(120)]
+
+    # then all arrive, paced, with not a single 429
+    wait_for(lambda: Delivery.objects.filter(notification_id__in=ids, status="sent").count() == 120, 60,
+             message="120 SMS to be sent")
+    requests = providers.requests("twilio")
+    assert len(requests) == 120
+    assert not [r for r in requests if r["status"] == 429]
+    times = sorted(r["time"] for r in requests)
+    assert times[-1] - times[0] >= (120 - 40 / 10) / 40 * 0.9
+
+
+def test_signed_receipts_from_the_providers_move_deliveries_to_delivered_and_bounced(api, person, providers, live_server):
+    providers.configure_receipts(
+        sendgrid_webhook_url=f"{live_server.url}/api/v1/webhooks/sendgrid",
+        sendgrid_private_key_pem=SG_PRIVATE_KEY, twilio_auth_token=TWILIO_TOKEN,
+    )
+
+    email = send(api, channels=["email"])
+    sms = send(api, channels=["sms"], variables={"name": "Grace"})
+
+    wait_for(lambda: delivery_status(email, "email") == "delivered", message="email receipt")
+    wait_for(lambda: delivery_status(sms, "sms") == "delivered", message="sms receipt")
+    assert delivery_of(email, "email").delivered_at is not None
+
+    person.email = "gone@bounce.test"
+    person.save()
+    bounced = send(api, channels=["email"], variables={"name": "Bounce"})
+    wait_for(lambda: delivery_status(bounced, "email") == "bounced", message="bounce receipt")
+    assert Suppression.objects.get(channel="email", address="gone@bounce.test").reason == "hard_bounce"
+    fallback = sent_via(bounced, "sms", "twilio")  # a transaction falls back push → email → sms
+    assert fallback.fallback_from_id == delivery_of(bounced, "email").pk
+
+
+def test_one_click_unsubscribe_from_a_marketing_email_suppresses_the_next_one(api, person, providers, live_server):
+    # given a person who opted in to marketing gets an offer by email
+    etag = api.get("/api/v1/users/p1/preferences")["ETag"]
+    api.patch("/api/v1/users/p1/preferences", {"categories": {"marketing": {"enabled": True}}}, format="json", HTTP_IF_MATCH=etag)
+    offer = send(api, type="marketing", channels=["email"], variables={"name": "offer 1"})
+    sent_via(offer, "email", "sendgrid")
+    [request] = providers.requests("sendgrid")
+    headers = request["body"]["headers"]
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = headers["List-Unsubscribe"].strip("<>")
+    assert url.startswith(live_server.url)
+    assert url in next(c["value"] for c in request["body"]["content"] if c["type"] == "text/plain")
+
+    # when the mail client does the RFC 8058 one-click POST
+    response = requests.post(url, data="List-Unsubscribe=One-Click",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=5)
+
+    # then marketing is off in the preferences API and the next offer is suppressed as unsubscribed
+    assert response.status_code == 200
+    assert api.get("/api/v1/users/p1/preferences").json()["categories"]["marketing"]["enabled"] is False
+    second = send(api, type="marketing", channels=["email"], variables={"name": "offer 2"})
+    wait_for(lambda: status_of(second) == "failed", message="suppressed offer")
+    assert api.get(f"/api/v1/notifications/{second}").json()["skipped_channels"] == [
+        {"channel": "email", "reason": "unsubscribed"},
+    ]
+    assert len(providers.requests("sendgrid")) == 1
