@@ -4,6 +4,41 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+def _free_prefetch_slot_when_ack_fails() -> None:
+    """Make kombu's Redis QoS release its local prefetch slot even when the ack cannot reach Redis.
+
+    kombu forgets a delivered message only after the ack's Redis call succeeds. A task that
+    finishes while the broker is down therefore keeps its prefetch slot for good; once every
+    slot is held that way the worker stops polling Redis, never notices the connection is
+    gone, and never consumes again, though the process looks healthy (seen in tests with a
+    broker restart during busy sweeps). Freeing the slot lets the consumer poll, hit the
+    connection error and reconnect. The message stays in Redis's unacked index, so Redis
+    redelivers it after the visibility timeout; tasks are idempotent, so that costs a no-op.
+    """
+    from kombu.transport import redis as kombu_redis
+    from kombu.transport.virtual.base import QoS as VirtualQoS
+
+    redis_ack, redis_reject = kombu_redis.QoS.ack, kombu_redis.QoS.reject
+
+    def ack(self, delivery_tag):
+        try:
+            redis_ack(self, delivery_tag)
+        except Exception:
+            VirtualQoS.ack(self, delivery_tag)
+            raise
+
+    def reject(self, delivery_tag, requeue=False):
+        try:
+            redis_reject(self, delivery_tag, requeue=requeue)
+        except Exception:
+            VirtualQoS.ack(self, delivery_tag)
+            raise
+
+    kombu_redis.QoS.ack, kombu_redis.QoS.reject = ack, reject
+
+
+_free_prefetch_slot_when_ack_fails()
+
 app = Celery("herald")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

@@ -204,7 +204,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_TIME_LIMIT = env_int("HERALD_TASK_TIME_LIMIT", 90)
 CELERY_TASK_SOFT_TIME_LIMIT = max(CELERY_TASK_TIME_LIMIT - 10, CELERY_TASK_TIME_LIMIT // 2)
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# A task running when the broker connection drops finishes and records its outcome in
+# PostgreSQL; its message comes back later and finds the delivery done. Cancelling it instead
+# could cut a provider call that already went out, and the retry would send it twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # No remote control (inspect/ping/revoke): Herald does not use it, and its pub/sub channel is
 # where kombu's Redis transport crashed the worker when the broker went away (seen in tests).
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = False

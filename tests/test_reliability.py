@@ -37,6 +37,43 @@ def test_a_notification_accepted_while_the_broker_is_down_is_delivered_when_it_r
     assert SandboxMessage.objects.filter(delivery__notification_id=notification_id).count() == 1
 
 
+def test_a_worker_whose_tasks_finish_while_the_broker_is_down_consumes_again_when_it_returns(api, live, broker):
+    # given both of the worker's task slots busy with slow provider calls
+    setup_user()
+    slow = {"sandbox": {"latency_ms": 3000}}
+    slow_ids = [
+        api.post("/api/v1/notifications", notification_body(user_id="r1", variables={"name": name}, metadata=slow), format="json").json()["id"]
+        for name in ("Ada", "Grace")
+    ]
+    wait_for(
+        lambda: DeliveryAttempt.objects.filter(delivery__notification_id__in=slow_ids, finished_at__isnull=True).count() == 2,
+        message="both slow provider calls to start",
+    )
+
+    # when the broker goes away while they finish (so their acks fail), then comes back.
+    # Left to itself kombu keeps a failed ack's prefetch slot, and a worker whose every slot
+    # is held so never polls the broker again (config/celery.py frees the slot).
+    refused_before = acks_refused(live.log_text())
+    broker.stop()
+    try:
+        wait_for(lambda: all(status_of(id_) == "sent" for id_ in slow_ids), 20, message="the slow deliveries to finish")
+        wait_for(lambda: acks_refused(live.log_text()) > refused_before, 10, message=f"an ack to be refused ({live.log_path})")
+    finally:
+        broker.start()
+
+    # then the worker reconnects and takes new work
+    body = notification_body(user_id="r1", variables={"name": "Edsger"})
+    notification_id = api.post("/api/v1/notifications", body, format="json").json()["id"]
+    wait_for(lambda: status_of(notification_id) == "sent", 30, message=f"new work after the outage ({live.log_path})")
+    for id_ in slow_ids:
+        assert SandboxMessage.objects.filter(delivery__notification_id=id_).count() == 1
+
+
+def acks_refused(worker_log: str) -> int:
+    """Messages whose ack Celery could not send: failed on the dead connection, or skipped once it was gone."""
+    return worker_log.count("Couldn't ack") + worker_log.count("cannot be acknowledged after a connection loss")
+
+
 def test_a_worker_killed_mid_delivery_is_replaced_and_the_message_goes_out_exactly_once(api, live):
     # given a provider call that takes a while
     setup_user()
