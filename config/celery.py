@@ -4,6 +4,7 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+
 def _free_prefetch_slot_when_ack_fails() -> None:
     """Make kombu's Redis QoS release its local prefetch slot even when the ack cannot reach Redis.
 
