@@ -230,6 +230,13 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Templates ----------------------------------------------------------------------------
+# Every compile and render runs in a render process held to these bounds (templates_app/rendering.py);
+# a template that breaks one fails its delivery at once with `render_error`, and is refused when saved.
+HERALD_RENDER_TIME_LIMIT_SECONDS = env_float("HERALD_RENDER_TIME_LIMIT_SECONDS", 2.0)
+HERALD_RENDER_MEMORY_MB = env_int("HERALD_RENDER_MEMORY_MB", 256)
+HERALD_RENDER_MAX_CHARS = env_int("HERALD_RENDER_MAX_CHARS", 262144)
+
 # --- Delivery policy ----------------------------------------------------------------------
 # How often a delivery is tried before it is failed and dead-lettered.
 HERALD_MAX_ATTEMPTS = env_int("HERALD_MAX_ATTEMPTS", 6)

@@ -1,58 +1,189 @@
-"""Template rendering in a sandboxed Jinja2 environment.
+"""Template rendering, bounded in time, memory and output size whatever the template says.
 
-Templates are written by ops staff and filled with caller-supplied variables, so both sides
-are untrusted: the sandbox blocks attribute tricks, StrictUndefined turns a missing variable
-into an error instead of an empty string, and HTML bodies are autoescaped.
+Jinja2's sandbox stops a template from reaching outside, but not from spending: `{{ 3**10**8 }}`
+ran for 76 s and `{{ 'a' * 10**9 }}` took a gigabyte, inside the web server or a worker lane.
+So templates are compiled and rendered only in render processes (`render_child.py`): each caps
+its own memory and output and stops at the time limit, and one that does not answer in time is
+killed and replaced. The caller waits on a pipe, so other threads and the event loop run on.
 """
 
-from functools import lru_cache
+import json
+import os
+import queue
+import select
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from django.conf import settings
 
+from templates_app.jinja_sandbox import HTML_FIELDS
 from templates_app.models import Template
 
 TEXT_FIELDS = ("subject", "title", "body")
-HTML_FIELDS = ("html_body",)
-SINGLE_LINE_FIELDS = ("subject", "title")
-
-_text_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-_html_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+# Killing and restarting a process that overran its time limit: this much grace for the alarm first.
+KILL_GRACE_SECONDS = 0.5
 
 
 class RenderError(Exception):
-    pass
+    """The template cannot be rendered with these variables; `bound` names a limit it broke."""
+
+    def __init__(self, message: str, field: str = "", bound: str = ""):
+        super().__init__(message)
+        self.field = field
+        self.bound = bound
 
 
-@lru_cache(maxsize=2048)
-def _compile(source: str, html: bool):
-    return (_html_env if html else _text_env).from_string(source)
+@dataclass(frozen=True)
+class Limits:
+    time_seconds: float
+    memory_bytes: int
+    max_chars: int
+
+    @classmethod
+    def from_settings(cls) -> "Limits":
+        return cls(
+            settings.HERALD_RENDER_TIME_LIMIT_SECONDS,
+            settings.HERALD_RENDER_MEMORY_MB * 1024 * 1024,
+            settings.HERALD_RENDER_MAX_CHARS,
+        )
 
 
-def syntax_error(source: str, html: bool = False) -> str | None:
-    """Return a readable syntax error for `source`, or None if it compiles."""
-    try:
-        _compile(source, html)
-    except TemplateError as exc:
-        line = getattr(exc, "lineno", None)
-        return f"{exc.message} (line {line})" if line else str(exc.message)
-    return None
+class RenderProcess:
+    """One child process that renders; used by one thread at a time (see `_pool`)."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.owner_pid = os.getpid()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "templates_app.render_child",
+             str(limits.time_seconds), str(limits.memory_bytes), str(limits.max_chars)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            cwd=settings.BASE_DIR, env={**os.environ, "PYTHONPATH": str(settings.BASE_DIR)},
+        )
+        self.buffer = b""
+
+    @property
+    def usable(self) -> bool:
+        return self.owner_pid == os.getpid() and self.process.poll() is None
+
+    def ask(self, request: dict) -> dict:
+        """Send one request and wait for its answer; RenderError(bound="time") if none comes in time."""
+        try:
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.kill()
+            raise RenderError("the render process stopped unexpectedly", bound="crash") from None
+        deadline = time.monotonic() + self.limits.time_seconds + KILL_GRACE_SECONDS
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            ready = select.select([fd], [], [], max(remaining, 0))[0] if remaining > 0 else []
+            if not ready:
+                self.kill()
+                raise RenderError(
+                    f"rendering took longer than the limit of {self.limits.time_seconds:g} s", bound="time",
+                )
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                self.kill()
+                raise RenderError("the render process stopped while rendering (out of memory?)", bound="memory")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        answer = json.loads(line)
+        if answer.get("restart"):
+            self.kill()
+        return answer
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
+class _Pool:
+    """Idle render processes, so concurrent threads (web requests) never share a pipe."""
+
+    def __init__(self, keep: int = 4):
+        self.idle: queue.LifoQueue[RenderProcess] = queue.LifoQueue()
+        self.keep = keep
+        self.lock = threading.Lock()
+
+    def ask(self, request: dict) -> dict:
+        limits = Limits.from_settings()
+        process = self._take(limits)
+        try:
+            answer = process.ask(request)
+        except BaseException:
+            process.kill()
+            raise
+        if process.usable and self.idle.qsize() < self.keep:
+            self.idle.put(process)
+        else:
+            process.kill()
+        return answer
+
+    def _take(self, limits: Limits) -> RenderProcess:
+        while True:
+            try:
+                process = self.idle.get_nowait()
+            except queue.Empty:
+                return RenderProcess(limits)
+            if process.usable and process.limits == limits:
+                return process
+            process.kill()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self.idle.get_nowait().kill()
+            except queue.Empty:
+                return
+
+
+_pool = _Pool()
+
+
+def _parts(fields: dict[str, str]) -> list[list[str]]:
+    return [[field, source] for field, source in fields.items() if source]
 
 
 def render(template: Template, variables: dict) -> dict[str, str]:
-    """Render every non-empty part of `template` with `variables`."""
-    rendered = {}
-    for field in TEXT_FIELDS + HTML_FIELDS:
-        source = getattr(template, field)
-        if not source:
-            continue
+    """Render every non-empty part of `template` with `variables`; RenderError names what failed."""
+    parts = _parts({field: getattr(template, field) for field in TEXT_FIELDS + HTML_FIELDS})
+    if not parts:
+        return {}
+    answer = _pool.ask({"mode": "render", "parts": parts, "variables": variables})
+    if "error" in answer:
+        field = answer.get("field", "")
+        raise RenderError(f"{template} {field}: {answer['error']}", field=field, bound=answer.get("bound", ""))
+    return answer["ok"]
+
+
+def template_problem(fields: dict[str, str]) -> tuple[str, str] | None:
+    """(field, message) if a part does not compile or breaks a render limit on its own; else None.
+
+    Each part is also rendered once with every variable undefined, so what a template costs
+    regardless of its variables (`{{ 'a' * 10**9 }}`, loops over big ranges) is refused when it
+    is saved, not when it is first sent.
+    """
+    for field, source in _parts(fields):
         try:
-            text = _compile(source, field in HTML_FIELDS).render(variables)
-        except TemplateError as exc:
-            raise RenderError(f"{template} {field}: {exc}") from exc
-        # A line break in a subject would be a header injection (and SMTP refuses it outright).
-        rendered[field] = " ".join(text.split()) if field in SINGLE_LINE_FIELDS else text
-    return rendered
+            answer = _pool.ask({"mode": "check", "parts": [[field, source]]})
+        except RenderError as exc:
+            return field, f"Template refused: {exc}"
+        if "error" in answer:
+            prefix = "Template refused: " if answer.get("bound") else ""
+            return field, prefix + answer["error"]
+    return None
 
 
 def select_variant(variants: list, channel: str, locale: str, default_locale: str = "en"):

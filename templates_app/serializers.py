@@ -4,7 +4,7 @@ from delivery.channels import Channel
 from notifications.fields import StrictSerializer, choice
 from preferences.models import LOCALE
 from templates_app.models import Template
-from templates_app.rendering import HTML_FIELDS, TEXT_FIELDS, syntax_error
+from templates_app.rendering import HTML_FIELDS, TEXT_FIELDS, template_problem
 from templates_app.variables import schema_error
 
 
@@ -14,8 +14,8 @@ class TemplateRequest(StrictSerializer):
     locale = serializers.CharField(max_length=35, required=False, default="en", validators=[LOCALE])
     subject = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     title = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
-    body = serializers.CharField()
-    html_body = serializers.CharField(required=False, allow_blank=True, default="")
+    body = serializers.CharField(max_length=65536)
+    html_body = serializers.CharField(max_length=262144, required=False, allow_blank=True, default="")
     variables_schema = serializers.DictField(required=False, default=dict)
 
     def validate_variables_schema(self, value):
@@ -26,10 +26,9 @@ class TemplateRequest(StrictSerializer):
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
-        for field in TEXT_FIELDS + HTML_FIELDS:
-            problem = syntax_error(attrs.get(field, ""), html=field in HTML_FIELDS)
-            if problem:
-                raise serializers.ValidationError({field: f"Template syntax error: {problem}"})
+        problem = template_problem({field: attrs.get(field, "") for field in TEXT_FIELDS + HTML_FIELDS})
+        if problem:
+            raise serializers.ValidationError({problem[0]: problem[1]})
         if attrs["channel"] == Channel.EMAIL and not attrs.get("subject"):
             raise serializers.ValidationError({"subject": "Email templates need a subject."})
         return attrs

@@ -43,6 +43,7 @@ for name, value in {
     "HERALD_RELEASE_INTERVAL": "0.5",
     "HERALD_VISIBILITY_TIMEOUT": "60",
     "HERALD_BEAT_SCHEDULER": "celery.beat:PersistentScheduler",
+    "HERALD_RENDER_TIME_LIMIT_SECONDS": "1",
     "DJANGO_SECRET_KEY": "test-secret-key-not-for-production",
 }.items():
     os.environ.setdefault(name, value)

@@ -6,7 +6,7 @@ from django.test import override_settings
 from delivery.sending import overall_status, retry_delay
 from notifications.policy import choose_channels, unreachable_reason
 from templates_app.models import Template
-from templates_app.rendering import RenderError, render, select_variant, syntax_error
+from templates_app.rendering import RenderError, render, select_variant, template_problem
 from templates_app.variables import schema_error, variable_errors
 
 ALL_REACHABLE = dict.fromkeys(["email", "sms", "push", "in_app", "webhook"])
@@ -87,9 +87,9 @@ def test_the_sandbox_blocks_escapes_and_mutation(source):
 
 
 def test_syntax_errors_are_reported_with_the_line():
-    assert syntax_error("Hi {{ name }") is not None
-    assert "line 2" in syntax_error("ok\n{% if %}")
-    assert syntax_error("Hi {{ name }}") is None
+    assert template_problem({"body": "Hi {{ name }"})[0] == "body"
+    assert "line 2" in template_problem({"subject": "ok", "body": "ok\n{% if %}"})[1]
+    assert template_problem({"body": "Hi {{ name }}", "html_body": "<p>{{ name }}</p>"}) is None
 
 
 def test_variant_selection_prefers_exact_locale_then_language_then_default():
