@@ -1,3 +1,5 @@
+import re
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
@@ -36,3 +38,30 @@ def payload_too_large() -> JsonResponse:
         {"error": {"code": "payload_too_large", "message": f"Request body exceeds {limit} KiB.", "field": None}},
         status=413,
     )
+
+
+class RefuseUnstorableUrls:
+    """400 for a path or query parameter holding a control character or an unpaired surrogate.
+
+    A NUL in `/api/v1/users/a%00b` would otherwise reach PostgreSQL, which refuses it with an
+    error that surfaces as a 500; no legitimate id or filter contains such characters.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if UNSAFE_URL_CHARACTERS.search(request.path):
+            return bad_url("path", "The URL path contains a control character.")
+        for name, values in request.GET.lists():
+            if UNSAFE_URL_CHARACTERS.search(name) or any(UNSAFE_URL_CHARACTERS.search(v) for v in values):
+                return bad_url(name if not UNSAFE_URL_CHARACTERS.search(name) else "query",
+                               f"Query parameter {name!r} contains a control character.")
+        return self.get_response(request)
+
+
+UNSAFE_URL_CHARACTERS = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def bad_url(field: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": "invalid_url", "message": message, "field": field}}, status=400)

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from sendgrid.helpers.eventwebhook import EventWebhook
 from twilio.request_validator import RequestValidator
 
+from core import safe_json
 from delivery import receipts
 from delivery.models import DeadLetter, Delivery
 from delivery.sending import requeue_dead_letter
@@ -78,7 +79,10 @@ class SendGridWebhook(RawBodyMixin, APIView):
         seen = replay_key("sendgrid", timestamp + body)
         refuse_replay(seen)
         try:
-            events = json.loads(body)
+            # Signed by SendGrid, so kept: characters PostgreSQL cannot store are replaced, not refused.
+            events = safe_json.scrub(json.loads(body))
+        except RecursionError:
+            raise ApiError(400, "malformed_json", f"Body nests deeper than {safe_json.MAX_DEPTH} levels.") from None
         except ValueError:
             raise ApiError(400, "malformed_json", "Body is not valid JSON.") from None
         if not isinstance(events, list):
@@ -119,6 +123,7 @@ class TwilioWebhook(RawBodyMixin, APIView):
             raise ApiError(403, "bad_signature", "The Twilio signature does not match.")
         seen = replay_key("twilio", url + json.dumps(params, sort_keys=True))
         refuse_replay(seen)
+        params = safe_json.scrub(params)
         message_sid = params.get("MessageSid") or params.get("SmsSid") or ""
         delivery = find_delivery(request.GET.get("delivery"), message_sid)
         status = params.get("MessageStatus") or params.get("SmsStatus") or ""

@@ -1,3 +1,4 @@
+from functools import cache
 from zoneinfo import available_timezones
 
 from django.core.exceptions import ValidationError
@@ -6,13 +7,22 @@ from django.db import models
 
 from notifications.models import NotificationType
 
-E164 = RegexValidator(r"^\+[1-9]\d{1,14}$", "Phone numbers must be in E.164 form, e.g. +14155550123.")
-USER_ID = RegexValidator(r"^[A-Za-z0-9_.@:+-]{1,255}$", "Use 1-255 letters, digits or _ . @ : + -")
-LOCALE = RegexValidator(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "Use a BCP 47 tag such as en or pt-BR.")
+E164 = RegexValidator(r"\A\+[1-9]\d{1,14}\Z", "Phone numbers must be in E.164 form, e.g. +14155550123.")
+USER_ID = RegexValidator(r"\A[A-Za-z0-9_.@:+-]{1,255}\Z", "Use 1-255 letters, digits or _ . @ : + -")
+LOCALE = RegexValidator(r"\A[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z", "Use a BCP 47 tag such as en or pt-BR.")
+
+
+# In the tz database's list, but not places: the server's own zone and tzdata's internals.
+NOT_PLACES = {"localtime", "posixrules", "Factory"}
+
+
+@cache
+def iana_zones() -> frozenset[str]:
+    return frozenset(available_timezones()) - NOT_PLACES
 
 
 def validate_timezone(value: str) -> None:
-    if value not in available_timezones():
+    if value not in iana_zones():
         raise ValidationError(f"{value!r} is not an IANA timezone.")
 
 

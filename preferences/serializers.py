@@ -1,4 +1,7 @@
+from django.conf import settings
 from rest_framework import serializers
+
+from core import network
 
 from delivery.channels import Channel
 from notifications.fields import StrictSerializer, choice
@@ -12,13 +15,22 @@ def iana_timezone(value: str) -> None:
     except Exception as exc:
         raise serializers.ValidationError(f"{value!r} is not an IANA timezone such as Europe/Berlin.") from exc
 
+def public_webhook_url(value: str) -> None:
+    if not value or settings.HERALD_WEBHOOK_ALLOW_PRIVATE:
+        return
+    try:
+        network.refuse_private_url(value)
+    except network.UnsafeDestination as exc:
+        raise serializers.ValidationError(f"Webhook URLs must point to a public address: {exc}") from None
+
+
 class RecipientRequest(StrictSerializer):
-    email = serializers.EmailField(required=False, allow_blank=True)
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
     phone = serializers.CharField(required=False, allow_blank=True, validators=[E164])
     locale = serializers.CharField(required=False, max_length=35, validators=[LOCALE])
     timezone = serializers.CharField(required=False, max_length=64, validators=[iana_timezone])
     active = serializers.BooleanField(required=False)
-    webhook_url = serializers.URLField(required=False, allow_blank=True, max_length=2000)
+    webhook_url = serializers.URLField(required=False, allow_blank=True, max_length=2000, validators=[public_webhook_url])
 
 
 class DeviceView(serializers.ModelSerializer):

@@ -122,15 +122,19 @@ def test_receipt_effects():
     assert twilio_effect({"MessageStatus": "sent"}).status is None
 
 
-def test_webhooks_to_this_network_are_refused_unless_allowed():
-    from django.test import override_settings
+@pytest.mark.parametrize("url, reason", [
+    ("http://127.0.0.1:8000/hook", "non-public"),
+    ("http://169.254.169.254/latest/meta-data", "non-public"),
+    ("http://10.1.2.3/x", "non-public"),
+    ("http://[::1]/x", "non-public"),
+    ("http://[::ffff:127.0.0.1]/x", "non-public"),
+    ("http://0.0.0.0/x", "non-public"),
+    ("file:///etc/passwd", r"http\(s\)"),
+])
+def test_webhooks_to_this_network_are_refused_unless_allowed(url, reason):
+    from core.network import UnsafeDestination, resolve
 
-    from delivery.providers.webhook import unsafe_destination
-
-    with override_settings(HERALD_WEBHOOK_ALLOW_PRIVATE=False):
-        assert "non-public" in unsafe_destination("http://127.0.0.1:8000/hook")
-        assert "non-public" in unsafe_destination("http://169.254.169.254/latest/meta-data")
-        assert "non-public" in unsafe_destination("http://10.1.2.3/x")
-        assert "http(s)" in unsafe_destination("file:///etc/passwd")
-    with override_settings(HERALD_WEBHOOK_ALLOW_PRIVATE=True):
-        assert unsafe_destination("http://127.0.0.1:8000/hook") is None
+    with pytest.raises(UnsafeDestination, match=reason):
+        resolve(url)
+    if reason == "non-public":
+        assert resolve(url, allow_private=True).addresses

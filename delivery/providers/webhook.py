@@ -1,14 +1,15 @@
 """Outgoing webhooks to a recipient's URL, signed per the Standard Webhooks spec."""
 
-import ipaddress
 import json
-import socket
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-import requests
+import certifi
+import urllib3
 from django.conf import settings
 from standardwebhooks.webhooks import Webhook
+
+from core import network
 
 from delivery.providers.base import OutgoingMessage, SendResult, retry_after_seconds
 
@@ -18,7 +19,6 @@ class WebhookProvider:
 
     def __init__(self):
         self.signer = Webhook(settings.HERALD_WEBHOOK_SECRET)
-        self.session = requests.Session()
 
     def send(self, message: OutgoingMessage) -> SendResult:
         # The id is stable across retries, so receivers can drop duplicates by `webhook-id`.
@@ -40,50 +40,56 @@ class WebhookProvider:
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": self.signer.sign(webhook_id, now, body),
         }
-        url = message.to[0]
-        refused = unsafe_destination(url)
-        if refused:
-            return SendResult.failed("forbidden_destination", refused)
         try:
-            # The answer's body is never read or stored: only its status matters, and keeping
-            # it would let a caller read internal responses back through the API.
-            response = self.session.post(
-                url, data=body.encode(), headers=headers,
-                timeout=settings.HERALD_PROVIDER_TIMEOUT, allow_redirects=False, stream=True,
-            )
-            response.close()
-        except requests.Timeout:
+            destination = network.resolve(message.to[0], allow_private=settings.HERALD_WEBHOOK_ALLOW_PRIVATE)
+        except network.UnsafeDestination as exc:
+            return SendResult.failed("forbidden_destination", str(exc))
+        try:
+            status, response_headers = post_pinned(destination, message.to[0], body.encode(), headers)
+        except urllib3.exceptions.NewConnectionError as exc:  # a subclass of the timeout below, so first
+            return SendResult.retry("connection_error", f"Endpoint unreachable: {exc}")
+        except urllib3.exceptions.TimeoutError:
             return SendResult.retry("timeout", f"No answer within {settings.HERALD_PROVIDER_TIMEOUT}s")
-        except requests.RequestException as exc:
+        except urllib3.exceptions.HTTPError as exc:
             return SendResult.retry("connection_error", f"Endpoint unreachable: {exc}")
         # One endpoint's trouble is that endpoint's, so nothing here counts toward a provider breaker.
-        status = response.status_code
         if 200 <= status < 300:
             return SendResult.sent(webhook_id)
         if status == 410:
             return SendResult.invalid_recipient("endpoint_gone", "The endpoint answered 410 Gone; it will not be called again.")
         if status in (408, 429) or status >= 500:
-            return SendResult.retry(f"http_{status}", f"The endpoint answered {status}.", after=retry_after_seconds(response.headers))
+            return SendResult.retry(f"http_{status}", f"The endpoint answered {status}.", after=retry_after_seconds(response_headers))
         return SendResult.failed(f"http_{status}", f"The endpoint answered {status}.")
 
 
-def unsafe_destination(url: str) -> str | None:
-    """Why `url` must not be called (it resolves to this network), or None.
+def post_pinned(destination: network.Destination, url: str, body: bytes, headers: dict) -> tuple[int, dict]:
+    """POST to the address that was checked, never to a fresh lookup of the name.
 
-    Recipients' webhook URLs come from API callers; without this, Herald could be used to
-    reach internal services. HERALD_WEBHOOK_ALLOW_PRIVATE lifts it for local development.
+    TLS still verifies the certificate against the URL's host name (SNI and hostname check).
+    The answer's body is never read or stored: only its status matters, and keeping it would
+    let a caller read internal responses back through the API.
     """
-    if settings.HERALD_WEBHOOK_ALLOW_PRIVATE:
-        return None
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "Webhook URLs must be http(s) with a host."
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)}
-    except OSError as exc:
-        return f"Cannot resolve {parts.hostname}: {exc}"
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global:
-            return f"{parts.hostname} resolves to a non-public address ({ip})."
-    return None
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    default_port = 443 if destination.scheme == "https" else 80
+    host = f"[{destination.host}]" if ":" in destination.host else destination.host
+    headers = {**headers, "Host": host if destination.port == default_port else f"{host}:{destination.port}"}
+    timeout = urllib3.Timeout(connect=settings.HERALD_PROVIDER_TIMEOUT, read=settings.HERALD_PROVIDER_TIMEOUT)
+    last_error: Exception | None = None
+    for address in destination.addresses:
+        if destination.scheme == "https":
+            pool = urllib3.HTTPSConnectionPool(
+                address, destination.port, timeout=timeout, retries=False, cert_reqs="CERT_REQUIRED",
+                ca_certs=certifi.where(), server_hostname=destination.host, assert_hostname=destination.host,
+            )
+        else:
+            pool = urllib3.HTTPConnectionPool(address, destination.port, timeout=timeout, retries=False)
+        try:
+            response = pool.urlopen("POST", path, body=body, headers=headers, redirect=False, preload_content=False)
+            response.release_conn()
+            return response.status, dict(response.headers)
+        except urllib3.exceptions.NewConnectionError as exc:
+            last_error = exc  # refused before anything was sent: the next address may answer
+        finally:
+            pool.close()
+    raise last_error
