@@ -2,7 +2,10 @@ import re
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+from django.urls import reverse
+
+from core import throttle
 
 
 class ApiBodySizeLimit:
@@ -65,3 +68,22 @@ UNSAFE_URL_CHARACTERS = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 def bad_url(field: str, message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": "invalid_url", "message": message, "field": field}}, status=400)
+
+
+class ThrottleAdminLogin:
+    """429 for login attempts from a client with too many recent failures (core/throttle.py)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.method == "POST" and request.path == reverse("admin:login"):
+            wait = throttle.seconds_blocked("admin", request)
+            if wait:
+                response = HttpResponse(
+                    f"Too many failed logins from your address; try again in {wait} seconds.\n",
+                    status=429, content_type="text/plain",
+                )
+                response["Retry-After"] = str(wait)
+                return response
+        return self.get_response(request)

@@ -55,6 +55,21 @@ ALLOWED_HOSTS = env_str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver"
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if o]
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 
+# --- HTTPS ----------------------------------------------------------------------------------
+# Served over https (PUBLIC_BASE_URL says so): secure cookies, HSTS and a redirect from http,
+# each overridable. TLS is expected to end at a proxy that sets X-Forwarded-Proto.
+SERVED_OVER_HTTPS = PUBLIC_BASE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", SERVED_OVER_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", SERVED_OVER_HTTPS)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", SERVED_OVER_HTTPS)
+# Probes inside the cluster speak plain http to the container.
+SECURE_REDIRECT_EXEMPT = [r"^health(/ready)?$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000 if SERVED_OVER_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", SERVED_OVER_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+if env_bool("DJANGO_TRUST_X_FORWARDED_PROTO", SERVED_OVER_HTTPS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -66,6 +81,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "core",
     "notifications",
     "preferences",
     "templates_app",
@@ -77,6 +93,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.RefuseUnstorableUrls",
     "config.middleware.ApiBodySizeLimit",
+    "config.middleware.ThrottleAdminLogin",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -121,6 +138,14 @@ if env_bool("DATABASE_POOL", True):
 REDIS_URL = env_str("REDIS_URL") or embedded_service_url("redis_url")
 if not REDIS_URL:
     raise RuntimeError("No Redis: set REDIS_URL, or start the embedded servers with `make run`.")
+
+# Every Redis call on a request path gives up after this long (core/redis_client.py).
+HERALD_REDIS_TIMEOUT_SECONDS = env_float("HERALD_REDIS_TIMEOUT_SECONDS", 1.0)
+# Failed admin logins and failed API keys per client address, per window (core/throttle.py).
+HERALD_AUTH_FAILURE_LIMIT = env_int("HERALD_AUTH_FAILURE_LIMIT", 10)
+HERALD_AUTH_FAILURE_WINDOW_SECONDS = env_int("HERALD_AUTH_FAILURE_WINDOW_SECONDS", 300)
+# Behind a proxy, the META key holding the client's address (e.g. HTTP_X_FORWARDED_FOR); empty: REMOTE_ADDR.
+HERALD_CLIENT_IP_HEADER = env_str("HERALD_CLIENT_IP_HEADER")
 
 CACHES = {
     "default": {

@@ -2,6 +2,7 @@
 
 from rest_framework import authentication, exceptions, permissions
 
+from core import throttle
 from notifications.errors import ApiError
 from notifications.models import ApiKey, hash_api_key
 
@@ -26,14 +27,16 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
             return None
+        wait = throttle.seconds_blocked("api_key", request)
+        if wait:
+            raise exceptions.Throttled(wait, "Too many failed API keys from your address.")
         scheme, _, raw_key = header.partition(" ")
         if scheme != self.keyword or not raw_key.strip():
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <api key>'.")
         key = ApiKey.objects.filter(key_hash=hash_api_key(raw_key.strip())).first()
-        if key is None:
-            raise exceptions.AuthenticationFailed("Invalid API key.")
-        if key.is_revoked:
-            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+        if key is None or key.is_revoked:
+            throttle.record_failure("api_key", request)
+            raise exceptions.AuthenticationFailed("Invalid API key." if key is None else "This API key has been revoked.")
         return ServiceUser(key), key
 
     def authenticate_header(self, request):

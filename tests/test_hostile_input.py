@@ -203,3 +203,69 @@ def test_signed_twilio_callbacks_with_a_nul_are_not_500s():
     assert response.status_code == 200, response.content
     delivery.refresh_from_db()
     assert delivery.status == "delivered"
+
+
+def test_repeated_wrong_admin_passwords_are_throttled_per_client(client, django_user_model):
+    django_user_model.objects.create_superuser("ops", "ops@example.com", "right-password-123")
+    with override_settings(HERALD_AUTH_FAILURE_LIMIT=5):
+        answers = [
+            client.post("/admin/login/", {"username": "ops", "password": f"wrong-{i}"}).status_code for i in range(6)
+        ]
+        blocked = client.post("/admin/login/", {"username": "ops", "password": "right-password-123"})
+        elsewhere = client.post("/admin/login/", {"username": "ops", "password": "right-password-123"}, REMOTE_ADDR="10.9.9.9")
+    assert answers[:5] == [200] * 5  # the form again, with an error
+    assert answers[5] == 429
+    assert blocked.status_code == 429 and int(blocked["Retry-After"]) > 0
+    assert elsewhere.status_code == 302  # another client is not locked out
+
+
+def test_repeated_invalid_api_keys_are_throttled_per_client(api_key):
+    with override_settings(HERALD_AUTH_FAILURE_LIMIT=5):
+        guesses = [
+            APIClient().get("/api/v1/templates", HTTP_AUTHORIZATION=f"Bearer guess-{i}").status_code for i in range(6)
+        ]
+        after = APIClient().get("/api/v1/templates", HTTP_AUTHORIZATION=f"Bearer {api_key[1]}")
+        elsewhere = APIClient().get("/api/v1/templates", HTTP_AUTHORIZATION=f"Bearer {api_key[1]}", REMOTE_ADDR="10.9.9.9")
+    assert guesses == [401] * 5 + [429]
+    assert after.status_code == 429 and int(after["Retry-After"]) > 0
+    assert after.json()["error"]["code"] == "throttled"
+    assert elsewhere.status_code == 200
+
+
+def test_the_deploy_check_is_clean_when_served_over_https():
+    import os
+    import subprocess
+    import sys
+
+    from tests.services import ROOT, subprocess_env
+
+    env = {
+        **subprocess_env(), "DJANGO_SETTINGS_MODULE": "config.settings", "PUBLIC_BASE_URL": "https://herald.example.com",
+        "DJANGO_SECRET_KEY": "k" + os.urandom(40).hex(), "DJANGO_ALLOWED_HOSTS": "herald.example.com",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    warnings = [line for line in (result.stdout + result.stderr).splitlines() if "security." in line]
+    # W021 asks for HSTS preload, an opt-in to browsers' lists that the README explains.
+    assert [w for w in warnings if "security.W021" not in w] == []
+
+
+def test_https_settings_follow_the_public_url():
+    import os
+    import subprocess
+    import sys
+
+    from tests.services import ROOT, subprocess_env
+
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS > 0)"
+    )
+    for url, expected in (("https://h.example.com", "True True True True"), ("http://127.0.0.1:8000", "False False False False")):
+        env = {**subprocess_env(), "DJANGO_SETTINGS_MODULE": "config.settings", "PUBLIC_BASE_URL": url,
+               "DJANGO_SECRET_KEY": "k" + os.urandom(40).hex()}
+        out = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.stdout.strip().splitlines()[-1] == expected, out.stderr
