@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 
 import redis
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import F
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.response import Response
@@ -20,13 +21,17 @@ from rest_framework.views import APIView
 from sendgrid.helpers.eventwebhook import EventWebhook
 from twilio.request_validator import RequestValidator
 
+from config.middleware import payload_too_large
+from config.openapi import error, results_of
 from core import safe_json
 from delivery import receipts
+from delivery.channels import Channel
 from delivery.models import DeadLetter, Delivery
 from delivery.sending import requeue_dead_letter
 from notifications.errors import ApiError
 from notifications.fields import StrictSerializer, choice
 from notifications.models import Notification
+from notifications.states import Status
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +59,41 @@ class RawBodyMixin:
     authentication_classes: list = []
     permission_classes: list = []
 
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # Read before any parser so that Django holds the body to DATA_UPLOAD_MAX_MEMORY_SIZE
+        # (DRF's form parser reads the stream without a limit).
+        _ = request.body
+
+    def handle_exception(self, exc):
+        if isinstance(exc, RequestDataTooBig):
+            return payload_too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        return super().handle_exception(exc)
+
+
+WEBHOOK_RECEIPT = inline_serializer(
+    "WebhookReceipt",
+    {"received": serializers.IntegerField(help_text="Events in the request."),
+     "new": serializers.IntegerField(help_text="Events not seen before.")},
+)
+SENDGRID_SIGNATURE = [
+    OpenApiParameter("X-Twilio-Email-Event-Webhook-Signature", str, OpenApiParameter.HEADER, required=True),
+    OpenApiParameter("X-Twilio-Email-Event-Webhook-Timestamp", str, OpenApiParameter.HEADER, required=True),
+]
+TWILIO_SIGNATURE = [OpenApiParameter("X-Twilio-Signature", str, OpenApiParameter.HEADER, required=True)]
+WEBHOOK_REFUSALS = {
+    401: error("The provider's credentials are not configured, or the request is unsigned."),
+    403: error("The signature does not match, is too old, or was already received."),
+}
+
 
 class SendGridWebhook(RawBodyMixin, APIView):
     parser_classes = [JSONParser]
 
-    @extend_schema(request=None, responses={200: None}, description="SendGrid signed Event Webhook.")
+    @extend_schema(
+        request=None, responses={200: WEBHOOK_RECEIPT, **WEBHOOK_REFUSALS}, parameters=SENDGRID_SIGNATURE,
+        description="SendGrid's signed Event Webhook: a JSON array of events, verified against the signature headers.",
+    )
     def post(self, request):
         public_key = settings.SENDGRID_WEBHOOK_PUBLIC_KEY
         if not public_key:
@@ -107,10 +142,21 @@ def handle_sendgrid_event(event: dict) -> bool:
     )
 
 
+TWILIO_STATUS = inline_serializer(
+    "TwilioStatusCallback",
+    {"MessageSid": serializers.CharField(required=False), "MessageStatus": serializers.CharField(required=False),
+     "SmsSid": serializers.CharField(required=False), "SmsStatus": serializers.CharField(required=False)},
+)
+
+
 class TwilioWebhook(RawBodyMixin, APIView):
     parser_classes = [FormParser]
 
-    @extend_schema(request=None, responses={200: None}, description="Twilio message status callback.")
+    @extend_schema(
+        request={"application/x-www-form-urlencoded": TWILIO_STATUS},
+        responses={200: WEBHOOK_RECEIPT, **WEBHOOK_REFUSALS}, parameters=TWILIO_SIGNATURE,
+        description="Twilio's message status callback, verified against X-Twilio-Signature.",
+    )
     def post(self, request):
         signature = request.headers.get("X-Twilio-Signature", "")
         if not signature:
@@ -158,7 +204,7 @@ def epoch(value) -> datetime | None:
 
 class EngagementRequest(StrictSerializer):
     event = choice([("opened", "opened"), ("clicked", "clicked")], "event")
-    channel = serializers.ChoiceField(choices=["push", "in_app", "email", "sms", "webhook"], required=False)
+    channel = choice(Channel.choices, "channel", required=False)
     event_id = serializers.CharField(max_length=200, required=False)
     occurred_at = serializers.DateTimeField(required=False)
 
@@ -166,7 +212,16 @@ class EngagementRequest(StrictSerializer):
 class NotificationEvents(APIView):
     required_scopes = {"POST": "notifications:write"}
 
-    @extend_schema(request=EngagementRequest, responses={202: None})
+    @extend_schema(
+        request=EngagementRequest,
+        responses={
+            202: inline_serializer("EngagementRecorded", {
+                "delivery": serializers.UUIDField(), "channel": serializers.ChoiceField(Channel.choices),
+                "status": serializers.ChoiceField(Status.choices), "new": serializers.BooleanField(),
+            }),
+            404: error("No such notification, or it has no delivery on that channel."),
+        },
+    )
     def post(self, request, notification_id):
         """Report that the person opened or clicked a notification (push and in-app engagement)."""
         notification = get_object_or_404(Notification, pk=notification_id)
@@ -202,7 +257,7 @@ class DeadLetterView(serializers.ModelSerializer):
 class DeadLetterList(APIView):
     required_scopes = {"GET": "notifications:read"}
 
-    @extend_schema(responses=DeadLetterView(many=True), parameters=[OpenApiParameter("requeued", bool)])
+    @extend_schema(responses=results_of("DeadLetterList", DeadLetterView), parameters=[OpenApiParameter("requeued", bool)])
     def get(self, request):
         """Dead letters, newest first; `?requeued=false` for those still waiting."""
         rows = DeadLetter.objects.select_related("delivery").order_by("-created_at")
@@ -217,7 +272,9 @@ class DeadLetterList(APIView):
 class DeadLetterRequeue(APIView):
     required_scopes = {"POST": "notifications:write"}
 
-    @extend_schema(request=None, responses=DeadLetterView)
+    @extend_schema(
+        request=None, responses={200: DeadLetterView, 409: error("Already requeued, or its delivery moved on.")}
+    )
     def post(self, request, dead_letter_id):
         """Give a dead-lettered delivery a fresh set of attempts (409 if already requeued)."""
         letter = get_object_or_404(DeadLetter, pk=dead_letter_id)

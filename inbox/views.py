@@ -89,11 +89,13 @@ class NewestGroupsFirst(NewestItemsFirst):
 
 
 class ItemList(InboxView):
+    pagination_class = NewestItemsFirst
+
     @extend_schema(
         responses=ItemView(many=True),
         parameters=[
             OpenApiParameter("state", str, enum=list(items.STATES)), OpenApiParameter("category", str),
-            OpenApiParameter("group_key", str), OpenApiParameter("cursor", str), OpenApiParameter("limit", int),
+            OpenApiParameter("group_key", str),
         ],
     )
     def get(self, request):
@@ -102,24 +104,26 @@ class ItemList(InboxView):
         rows = items.items_query(
             self.recipient_id, state=params["state"], category=params.get("category"), group_key=params.get("group_key")
         )
-        paginator = NewestItemsFirst()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response([items.item_data(item) for item in page])
 
 
 class GroupList(InboxView):
+    pagination_class = NewestGroupsFirst
+
     @extend_schema(
         responses=GroupView(many=True),
         parameters=[
             OpenApiParameter("by", str, enum=list(items.GROUP_BY)), OpenApiParameter("state", str, enum=list(items.STATES)),
-            OpenApiParameter("category", str), OpenApiParameter("cursor", str), OpenApiParameter("limit", int),
+            OpenApiParameter("category", str),
         ],
     )
     def get(self, request):
         """The inbox grouped by group key or category, with unread counts, most recent activity first."""
         params = query(GroupListQuery, request)
         rows = items.groups_query(self.recipient_id, by=params["by"], state=params["state"], category=params.get("category"))
-        paginator = NewestGroupsFirst()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         latest = items.InboxItem.objects.in_bulk([row["latest_id"] for row in page])
         return paginator.get_paginated_response([

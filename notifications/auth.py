@@ -1,5 +1,6 @@
 """API key authentication and scope checks for the REST API."""
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from core import throttle
@@ -57,3 +58,14 @@ class HasScope(permissions.BasePermission):
         if needed and needed not in request.auth.scopes:
             raise ApiError(403, "insufficient_scope", f"This API key lacks the {needed!r} scope.")
         return True
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "notifications.auth.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http", "scheme": "bearer",
+            "description": "An API key (`hk_…`), sent as `Authorization: Bearer <api key>`; each operation needs one scope.",
+        }

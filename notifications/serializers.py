@@ -44,7 +44,7 @@ class NotificationRequest(StrictSerializer):
 
 class AcceptedNotification(serializers.Serializer):
     id = serializers.UUIDField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(Status.choices)
     created_at = serializers.DateTimeField()
     scheduled_at = serializers.DateTimeField(allow_null=True)
 
@@ -92,3 +92,20 @@ class NotificationSummary(serializers.ModelSerializer):
     class Meta:
         model = Notification
         fields = ["id", "type", "priority", "template", "status", "created_at", "scheduled_at"]
+
+
+class Error(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable and machine-readable, e.g. `invalid_choice` or `not_found`.")
+    message = serializers.CharField()
+    field = serializers.CharField(allow_null=True, help_text="The body field, parameter or header at fault, if one is.")
+    details = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False,
+        help_text='Validation errors: every message per field ("non_field" for the body as a whole).',
+    )
+    current_version = serializers.IntegerField(required=False, help_text="412 only: the version now stored.")
+
+
+class ErrorResponse(serializers.Serializer):
+    """The body of every 4xx and 5xx answer of the API (notifications.errors)."""
+
+    error = Error()

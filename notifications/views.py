@@ -1,11 +1,12 @@
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status as http
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.openapi import error
 from delivery.models import Delivery
 from notifications import routing
 from notifications.accept import accept_notification
@@ -21,8 +22,28 @@ class NotificationCreate(APIView):
 
     @extend_schema(
         request=NotificationRequest,
-        responses={202: AcceptedNotification},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        examples=[
+            OpenApiExample(
+                "A welcome message", request_only=True,
+                value={"user_id": "ada", "type": "transaction", "template": "welcome", "variables": {"name": "Ada"}},
+            ),
+        ],
+        responses={
+            202: OpenApiResponse(AcceptedNotification, "Accepted (or, for a repeated idempotency key, the original)."),
+            404: error("No such user."),
+            409: error("A request with the same idempotency key is still in flight; retry."),
+            422: error("The user is deactivated, or the idempotency key was used with another body."),
+        },
+        parameters=[
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter(
+                "Location", str, OpenApiParameter.HEADER, response=[202], required=True, description="The notification's URL.",
+            ),
+            OpenApiParameter(
+                "Idempotent-Replayed", str, OpenApiParameter.HEADER, response=[202], enum=["true"],
+                description="Present when the answer is the original notification of a repeated idempotency key.",
+            ),
+        ],
     )
     def post(self, request):
         """Accept a notification for delivery. Answers 202 after validation; delivery happens in the background."""
@@ -74,7 +95,7 @@ def notification_response(notification_id) -> Response:
 class NotificationCancel(APIView):
     required_scopes = {"POST": "notifications:write"}
 
-    @extend_schema(request=None, responses=NotificationView)
+    @extend_schema(request=None, responses={200: NotificationView, 409: error("Delivery has already started.")})
     def post(self, request, notification_id):
         """Cancel a notification that has not started delivery (409 once it has)."""
         notification = get_object_or_404(Notification, pk=notification_id)
@@ -95,11 +116,9 @@ class NewestFirst(CursorPagination):
 
 class RecipientNotifications(APIView):
     required_scopes = {"GET": "notifications:read"}
+    pagination_class = NewestFirst
 
-    @extend_schema(
-        responses=NotificationSummary(many=True),
-        parameters=[OpenApiParameter("status", str, enum=Status.values), OpenApiParameter("cursor", str), OpenApiParameter("limit", int)],
-    )
+    @extend_schema(responses=NotificationSummary(many=True), parameters=[OpenApiParameter("status", str, enum=Status.values)])
     def get(self, request, user_id):
         """A user's notifications, newest first, optionally filtered by status."""
         recipient = get_object_or_404(Recipient, external_id=user_id)
@@ -109,6 +128,6 @@ class RecipientNotifications(APIView):
             if status_filter not in Status.values:
                 raise ApiError(400, "invalid_choice", f"Unknown status {status_filter!r}.", "status")
             rows = rows.filter(status=status_filter)
-        paginator = NewestFirst()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(NotificationSummary(page, many=True).data)

@@ -7,11 +7,12 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.openapi import error
 from notifications.errors import ApiError, error_body
 from preferences import editing, privacy, store, unsubscribe
 from preferences.models import USER_ID, Device, Recipient
@@ -40,7 +41,10 @@ class RecipientDetail(APIView):
         """A user's contact details and devices."""
         return Response(RecipientView(recipient_or_404(user_id)).data)
 
-    @extend_schema(request=RecipientRequest, responses={200: RecipientView, 201: RecipientView})
+    @extend_schema(
+        request=RecipientRequest,
+        responses={200: OpenApiResponse(RecipientView, "Updated."), 201: OpenApiResponse(RecipientView, "Created.")},
+    )
     def put(self, request, user_id):
         """Create or update a user. Fields left out keep their current value."""
         try:
@@ -80,7 +84,13 @@ class RecipientExport(APIView):
 class DeviceList(APIView):
     required_scopes = {"POST": "users:write"}
 
-    @extend_schema(request=DeviceRequest, responses={201: DeviceView, 200: DeviceView})
+    @extend_schema(
+        request=DeviceRequest,
+        responses={
+            200: OpenApiResponse(DeviceView, "The token was known; it now belongs to this user."),
+            201: OpenApiResponse(DeviceView, "Registered."),
+        },
+    )
     def post(self, request, user_id):
         """Register a push token for the user; a token seen on another user moves to this one."""
         recipient = get_object_or_404(Recipient, external_id=user_id)
@@ -114,23 +124,32 @@ IF_MATCH = OpenApiParameter(
     "If-Match", str, OpenApiParameter.HEADER, required=False,
     description="The ETag from GET (required unless the body has `version`); `*` overwrites whatever is stored.",
 )
+ETAG_HEADER = OpenApiParameter(
+    "ETag", str, OpenApiParameter.HEADER, response=[200, 412], required=True,
+    description="The preferences' version, for If-Match.",
+)
+PREFERENCES_UPDATE = {
+    200: PreferencesView,
+    412: error("The preferences changed since the version named; GET them again (`current_version` says which)."),
+    428: error("Neither If-Match nor `version` names the version the change applies to."),
+}
 
 
 class PreferencesDetail(APIView):
     required_scopes = {"GET": "users:read", "PUT": "users:write", "PATCH": "users:write"}
 
-    @extend_schema(responses=PreferencesView)
+    @extend_schema(responses=PreferencesView, parameters=[ETAG_HEADER])
     def get(self, request, user_id):
         """The user's effective preferences, with the `version` (also the ETag) that an update must name."""
         recipient = get_object_or_404(Recipient, external_id=user_id)
         return preferences_response(recipient)
 
-    @extend_schema(request=PreferencesRequest, responses=PreferencesView, parameters=[IF_MATCH])
+    @extend_schema(request=PreferencesRequest, responses=PREFERENCES_UPDATE, parameters=[IF_MATCH, ETAG_HEADER])
     def put(self, request, user_id):
         """Replace the user's preferences; anything left out returns to its default. 412 on a stale version."""
         return self.update(request, user_id, replace=True)
 
-    @extend_schema(request=PreferencesRequest, responses=PreferencesView, parameters=[IF_MATCH])
+    @extend_schema(request=PreferencesRequest, responses=PREFERENCES_UPDATE, parameters=[IF_MATCH, ETAG_HEADER])
     def patch(self, request, user_id):
         """Change only the preferences named in the body. 412 on a stale version."""
         return self.update(request, user_id, replace=False)

@@ -1,9 +1,11 @@
 from django.db import IntegrityError, transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.openapi import error, results_of
 from delivery.channels import Channel
 from notifications.errors import ApiError
 from templates_app.models import Template
@@ -13,7 +15,9 @@ from templates_app.serializers import TemplateRequest, TemplateView
 class TemplateList(APIView):
     required_scopes = {"GET": "templates:read", "POST": "templates:write"}
 
-    @extend_schema(responses=TemplateView(many=True), parameters=[OpenApiParameter("channel", str, enum=Channel.values)])
+    @extend_schema(
+        responses=results_of("TemplateList", TemplateView), parameters=[OpenApiParameter("channel", str, enum=Channel.values)]
+    )
     def get(self, request):
         """Every template variant, optionally for one channel."""
         rows = Template.objects.all()
@@ -24,7 +28,10 @@ class TemplateList(APIView):
             rows = rows.filter(channel=channel)
         return Response({"results": TemplateView(rows, many=True).data})
 
-    @extend_schema(request=TemplateRequest, responses={201: TemplateView})
+    @extend_schema(
+        request=TemplateRequest,
+        responses={201: TemplateView, 409: error("The template already has a variant for this channel and locale.")},
+    )
     def post(self, request):
         """Create a template variant (one name, channel and locale)."""
         serializer = TemplateRequest(data=request.data)
@@ -44,7 +51,9 @@ class TemplateList(APIView):
 class TemplateDetail(APIView):
     required_scopes = {"GET": "templates:read"}
 
-    @extend_schema(responses=TemplateView(many=True))
+    @extend_schema(
+        responses=inline_serializer("TemplateVariants", {"name": serializers.CharField(), "variants": TemplateView(many=True)})
+    )
     def get(self, request, name):
         """All variants of one template."""
         variants = list(Template.objects.filter(name=name))
