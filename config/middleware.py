@@ -1,3 +1,4 @@
+import logging
 import re
 
 from django.conf import settings
@@ -88,3 +89,40 @@ class ThrottleAdminLogin:
                 response["Retry-After"] = str(wait)
                 return response
         return self.get_response(request)
+
+
+class ServiceUnavailableDuringOutages:
+    """503 with Retry-After, quickly, when PostgreSQL or Redis cannot be reached.
+
+    Every wait on them is bounded (DATABASE_WAIT_SECONDS, HERALD_REDIS_TIMEOUT_SECONDS), so
+    a request learns of an outage in about a second; the client is told to come back rather
+    than handed a 500. Nothing was accepted, so retrying is safe (and idempotency keys make
+    it safe even if the outage began after the commit).
+    """
+
+    RETRY_AFTER_SECONDS = 5
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from django.db import InterfaceError, OperationalError
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            what = "The database"
+        elif isinstance(exception, (RedisConnectionError, RedisTimeoutError)):
+            what = "Redis"
+        else:
+            return None
+        logging.getLogger(__name__).warning("%s %s: %s unavailable: %s", request.method, request.path, what, exception)
+        response = JsonResponse(
+            {"error": {"code": "service_unavailable", "message": f"{what} is unavailable; retry shortly.", "field": None}},
+            status=503,
+        )
+        response["Retry-After"] = str(self.RETRY_AFTER_SECONDS)
+        return response

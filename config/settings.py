@@ -91,6 +91,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.ServiceUnavailableDuringOutages",
     "config.middleware.RefuseUnstorableUrls",
     "config.middleware.ApiBodySizeLimit",
     "config.middleware.ThrottleAdminLogin",
@@ -128,11 +129,15 @@ if not DATABASE_URL:
         "or `python scripts/services.py start`."
     )
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+# With PostgreSQL away, a request learns it within this many seconds and answers 503
+# (config.middleware.ServiceUnavailableDuringOutages) instead of hanging in a 500.
+DATABASE_WAIT_SECONDS = env_float("DATABASE_WAIT_SECONDS", 1.5)
+DATABASES["default"]["OPTIONS"] = {"connect_timeout": max(1, round(DATABASE_WAIT_SECONDS))}
 if env_bool("DATABASE_POOL", True):
     # One ASGI process serves many threads; a pool keeps their connection count bounded.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"] = {
-        "pool": {"min_size": 1, "max_size": env_int("DATABASE_POOL_MAX", 10), "timeout": 10}
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 1, "max_size": env_int("DATABASE_POOL_MAX", 10), "timeout": DATABASE_WAIT_SECONDS,
     }
 
 REDIS_URL = env_str("REDIS_URL") or embedded_service_url("redis_url")
@@ -140,7 +145,7 @@ if not REDIS_URL:
     raise RuntimeError("No Redis: set REDIS_URL, or start the embedded servers with `make run`.")
 
 # Every Redis call on a request path gives up after this long (core/redis_client.py).
-HERALD_REDIS_TIMEOUT_SECONDS = env_float("HERALD_REDIS_TIMEOUT_SECONDS", 1.0)
+HERALD_REDIS_TIMEOUT_SECONDS = env_float("HERALD_REDIS_TIMEOUT_SECONDS", 0.5)
 # Failed admin logins and failed API keys per client address, per window (core/throttle.py).
 HERALD_AUTH_FAILURE_LIMIT = env_int("HERALD_AUTH_FAILURE_LIMIT", 10)
 HERALD_AUTH_FAILURE_WINDOW_SECONDS = env_int("HERALD_AUTH_FAILURE_WINDOW_SECONDS", 300)
@@ -152,6 +157,7 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "herald",
+        "OPTIONS": {"socket_timeout": HERALD_REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": HERALD_REDIS_TIMEOUT_SECONDS},
     }
 }
 
@@ -189,7 +195,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["core.parsers.CheckedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "notifications.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.openapi.HeraldAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -201,6 +207,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name for the channel vocabulary, wherever a field offers it.
+    "ENUM_NAME_OVERRIDES": {"ChannelEnum": "delivery.channels.Channel"},
 }
 
 # --- Celery -------------------------------------------------------------------------------
@@ -208,8 +216,10 @@ from config.queues import CELERY_QUEUES  # noqa: E402
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # Unacked messages come back after this long; retry delays stay far below it.
-    "visibility_timeout": env_int("HERALD_VISIBILITY_TIMEOUT", 3600),
+    # A message taken by a worker that died comes back after this long. Nothing waits in the
+    # broker (retries wait in the database), and a redelivered message whose delivery is
+    # still being worked on finds it claimed and does nothing.
+    "visibility_timeout": env_int("HERALD_VISIBILITY_TIMEOUT", 300),
     # Publishing gives up fast when the broker is down (the outbox relay publishes later),
     # so an API request never waits on a dead broker.
     "socket_connect_timeout": 1,
@@ -219,12 +229,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "interval_max": 0.2,
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = 1
+HERALD_PUBLISH_TIMEOUT_SECONDS = env_float("HERALD_PUBLISH_TIMEOUT_SECONDS", 0.1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_QUEUES = CELERY_QUEUES
 CELERY_TASK_DEFAULT_QUEUE = "medium"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("HERALD_PREFETCH_MULTIPLIER", 1)
+# Threads: provider calls are waits on the network, and one slow provider may hold at most
+# HERALD_PROVIDER_MAX_IN_FLIGHT of them (delivery.sending.InFlightLimits), so the other
+# channels keep flowing. Each thread keeps its own database connection (DATABASE_POOL_MAX).
+CELERY_WORKER_POOL = env_str("HERALD_WORKER_POOL", "threads")
+CELERY_WORKER_CONCURRENCY = env_int("HERALD_WORKER_CONCURRENCY", 8)
+HERALD_PROVIDER_MAX_IN_FLIGHT = env_int("HERALD_PROVIDER_MAX_IN_FLIGHT", max(1, CELERY_WORKER_CONCURRENCY // 2))
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -249,10 +266,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_float("HERALD_RELEASE_INTERVAL", 5.0),
         "options": {"queue": "critical", "expires": 30},
     },
-    "requeue-stalled-deliveries": {
-        "task": "delivery.tasks.requeue_stalled_deliveries",
-        "schedule": env_float("HERALD_STALL_SWEEP_INTERVAL", 30.0),
-        "options": {"queue": "critical", "expires": 60},
+    "dispatch-deliveries": {
+        "task": "delivery.tasks.dispatch_deliveries",
+        "schedule": env_float("HERALD_DISPATCH_INTERVAL", 1.0),
+        "options": {"queue": "critical", "expires": 10},
     },
 }
 
@@ -264,7 +281,23 @@ HERALD_RENDER_MEMORY_MB = env_int("HERALD_RENDER_MEMORY_MB", 256)
 HERALD_RENDER_MAX_CHARS = env_int("HERALD_RENDER_MAX_CHARS", 262144)
 
 # --- Delivery policy ----------------------------------------------------------------------
-# How often a delivery is tried before it is failed and dead-lettered.
+def env_seconds_by_category(name: str, defaults: dict[str, int]) -> dict[str, int]:
+    """`security=3600,marketing=259200` from the environment, over `defaults`."""
+    pairs = (item.partition("=") for item in env_str(name).split(",") if item.strip())
+    return {**defaults, **{key.strip(): int(value) for key, _, value in pairs}}
+
+
+# A delivery gives up (`expired`) once this long has passed since its notification was due;
+# outages and rate limits make it wait, never fail, within this time.
+HERALD_TTL_SECONDS = env_seconds_by_category("HERALD_TTL_SECONDS", {
+    "security": 3600, "transaction": 86400, "reminder": 86400, "social": 86400, "marketing": 259200,
+})
+HERALD_DEFAULT_TTL_SECONDS = env_int("HERALD_DEFAULT_TTL_SECONDS", 86400)
+# Categories whose messages are sent again when a provider's answer was lost and the provider
+# cannot be asked (SMS): a duplicate beats a miss. Critical priority always is.
+HERALD_RESEND_UNKNOWN_CATEGORIES = set(env_str("HERALD_RESEND_UNKNOWN_CATEGORIES", "security").split(",")) - {""}
+# How often a delivery is tried for failures of its own (not outages or rate limits) before
+# it is failed and dead-lettered.
 HERALD_MAX_ATTEMPTS = env_int("HERALD_MAX_ATTEMPTS", 6)
 # Retry delay: base * 2**(attempt-1), capped, with jitter.
 HERALD_RETRY_BASE_SECONDS = env_float("HERALD_RETRY_BASE_SECONDS", 5.0)

@@ -3,9 +3,9 @@
 from functools import cache
 
 import pybreaker
-import redis
 from django.conf import settings
 
+from core import redis_client
 from delivery.providers.base import SendResult
 
 
@@ -21,7 +21,7 @@ class ProviderFault(Exception):
 def breaker_for(provider: str) -> pybreaker.CircuitBreaker:
     storage = pybreaker.CircuitRedisStorage(
         pybreaker.STATE_CLOSED,
-        redis.Redis.from_url(settings.REDIS_URL),
+        redis_client.shared(),
         namespace=f"herald:breaker:{provider}",
     )
     return pybreaker.CircuitBreaker(

@@ -26,6 +26,11 @@ class Delivery(models.Model):
     held_until = models.DateTimeField(null=True, blank=True)
     # Set when a worker claims the row; a claim older than the lease is abandoned.
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # When the broker was last given a message for this row; null: it needs one once due
+    # (a retry, or a publish that failed), which the dispatch sweep sends within seconds.
+    published_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    # What was done after an attempt whose outcome is unknown (see delivery/unknown_outcomes.py).
+    unknown_outcome_action = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -42,7 +47,13 @@ class Delivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["notification", "channel"], name="delivery_one_per_channel")
         ]
-        indexes = [models.Index(fields=["status", "available_at"], name="delivery_status_due")]
+        indexes = [
+            models.Index(fields=["status", "available_at"], name="delivery_status_due"),
+            models.Index(
+                fields=["available_at"], name="delivery_unpublished_due",
+                condition=models.Q(status="queued", published_at__isnull=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.channel} for {self.notification_id} ({self.status})"
@@ -56,6 +67,7 @@ class DeliveryAttempt(models.Model):
         FAILED = "failed"
         ABANDONED = "abandoned"
         SKIPPED = "skipped"  # the provider's circuit breaker was open, so it was not called
+        UNKNOWN = "unknown"  # the request went out and no answer came back
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
     number = models.PositiveIntegerField()

@@ -9,14 +9,12 @@ unapplied, and is replayed once the delivery is sent.
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 
-import redis
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core import redis_client
 from delivery.fallback import fall_back
 from delivery.models import Delivery, DeliveryEvent, Suppression
 from notifications.states import DELIVERY_TRANSITIONS, Status, transition
@@ -100,19 +98,14 @@ def record_event(
     if delivery is not None:
         # Flag before looking at the delivery's status; the worker looks at the flag after
         # recording "sent", so one of the two always sees the other's write.
-        _early_events().set(f"herald:receipts:{delivery.pk}", 1, ex=86400)
+        redis_client.shared().set(f"herald:receipts:{delivery.pk}", 1, ex=86400)
         apply(stored, effect)
     return True
 
 
-@cache
-def _early_events() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
-
-
 def has_early_events(delivery_id) -> bool:
     """Whether any receipt arrived for this delivery (checked right after the worker records the send)."""
-    return bool(_early_events().exists(f"herald:receipts:{delivery_id}"))
+    return bool(redis_client.shared().exists(f"herald:receipts:{delivery_id}"))
 
 
 def apply(stored: DeliveryEvent, effect: Effect) -> bool:

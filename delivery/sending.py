@@ -8,8 +8,8 @@ overwrite the newer attempt's outcome.
 
 import logging
 import random
+import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 
@@ -19,7 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from delivery import rate_limit, receipts
+from delivery import journal, rate_limit, receipts, unknown_outcomes
 from delivery.breaker import call_through_breaker
 from delivery.channels import Channel
 from delivery.fallback import fall_back
@@ -35,15 +35,18 @@ from templates_app.rendering import RenderError, render, select_variant
 log = logging.getLogger(__name__)
 
 FAILED_STATES = {Status.FAILED, Status.BOUNCED, Status.CANCELED}
-# Waiting for our own rate limit is not a try at the provider, so it does not use up an attempt.
 LOCALLY_THROTTLED = "rate_limited_locally"
+CIRCUIT_OPEN = "circuit_open"
+PROVIDER_BUSY = "provider_busy"
+# Waiting is not failing: our own rate limit, the provider's 429 and an open breaker say
+# "not now", so they use up no attempt; the delivery gives up by age (`expired`) instead.
+WAITING = {LOCALLY_THROTTLED, CIRCUIT_OPEN, PROVIDER_BUSY, "rate_limited"}
 
 
-@dataclass(frozen=True)
-class NextStep:
-    """What the task should do after an attempt: nothing, or run again after `delay` seconds."""
-
-    delay: float | None = None
+def expires_at(notification: Notification) -> datetime:
+    """When the notification stops being worth sending: its category's time to live after it was due."""
+    ttl = settings.HERALD_TTL_SECONDS.get(notification.type, settings.HERALD_DEFAULT_TTL_SECONDS)
+    return (notification.scheduled_at or notification.created_at) + timedelta(seconds=ttl)
 
 
 def retry_delay(attempt: int) -> float:
@@ -71,31 +74,111 @@ def claim(delivery_id, now: datetime) -> bool:
     )
 
 
-def attempt_delivery(delivery_id) -> NextStep:
+def attempt_delivery(delivery_id) -> None:
     """Make one attempt at `delivery_id` if it is due and nobody else holds it."""
+    apply_journal(delivery_id)
     now = timezone.now()
     if not claim(delivery_id, now):
-        return not_claimed(delivery_id, now)
-
+        return  # early, done, or held by a live worker: the dispatch sweep publishes it again when due
     delivery = Delivery.objects.select_related("notification__recipient").get(pk=delivery_id)
+    result, provider_name = None, ""
     if delivery.attempts > 1:
-        DeliveryAttempt.objects.filter(delivery=delivery, finished_at__isnull=True).update(
-            finished_at=now, outcome=DeliveryAttempt.Outcome.ABANDONED, error_code="worker_lost",
-            error_message="The worker making this attempt stopped before it finished.",
-        )
+        result, provider_name = settle_interrupted_attempts(delivery, now)
+    if result is None and now >= expires_at(delivery.notification):
+        result = SendResult.failed("expired", f"Not sent within the {delivery.notification.type} time to live.")
+    if result is None:
+        result, provider_name = make_attempt(delivery, now)
+    journal.record_final(delivery.pk, now, result, provider_name)
+    record_result(delivery, result, provider_name, claim_at=now)
+    journal.forget(delivery.pk)
+
+
+def make_attempt(delivery: Delivery, claim_at: datetime) -> tuple[SendResult, str]:
     deadline = time.monotonic() + settings.HERALD_ATTEMPT_BUDGET_SECONDS
     try:
         if not delivery.content:  # stored with the attempt's outcome, so retries send the same text
             delivery.content = render_content(delivery)
-        result, provider_name = send(delivery, deadline)
+        result, provider_name = send(delivery, deadline, claim_at)
     except RenderError as exc:
         result, provider_name = SendResult.failed("render_error", str(exc)), ""
-        record_unsent_attempt(delivery, now, result)
+        record_unsent_attempt(delivery, claim_at, result)
     except Exception as exc:  # a bug here must end in a retry and, at worst, a dead letter; never a stuck row
-        log.exception("delivery %s: attempt crashed", delivery_id)
+        log.exception("delivery %s: attempt crashed", delivery.pk)
         result, provider_name = SendResult.retry("internal_error", f"{type(exc).__name__}: {exc}"), ""
-        record_unsent_attempt(delivery, now, result)
-    return record_result(delivery, result, provider_name, claim_at=now)
+        record_unsent_attempt(delivery, claim_at, result)
+    if result.outcome == Outcome.UNKNOWN:
+        started = DeliveryAttempt.objects.filter(delivery=delivery, number=delivery.attempts).order_by("-pk").values_list("started_at", flat=True).first()
+        result = settle_unknown(delivery, result, provider_name, started or claim_at)
+    return result, provider_name
+
+
+def settle_interrupted_attempts(delivery: Delivery, now: datetime) -> tuple[SendResult | None, str]:
+    """A previous worker died mid-attempt: its provider calls have unknown outcomes. Settle them.
+
+    Returns the result to record instead of sending, or (None, "") when sending again is right.
+    """
+    unfinished = list(DeliveryAttempt.objects.filter(delivery=delivery, finished_at__isnull=True).order_by("pk"))
+    if not unfinished:
+        return None, ""
+    DeliveryAttempt.objects.filter(pk__in=[a.pk for a in unfinished]).update(
+        finished_at=now, outcome=DeliveryAttempt.Outcome.UNKNOWN, error_code="worker_lost",
+        error_message="The worker making this attempt stopped before the provider's answer was recorded.",
+    )
+    last = unfinished[-1]
+    lost = SendResult.unknown("worker_lost", "The worker stopped before the provider's answer was recorded.")
+    result = settle_unknown(delivery, lost, last.provider, last.started_at)
+    return (None, "") if result.outcome == Outcome.RETRY else (result, last.provider)
+
+
+def settle_unknown(delivery: Delivery, unknown: SendResult, provider_name: str, started_at: datetime) -> SendResult:
+    """The result to act on for an attempt whose outcome is unknown (see delivery/unknown_outcomes.py)."""
+    if not delivery.content:
+        try:
+            delivery.content = render_content(delivery)
+        except RenderError:
+            pass
+    message = build_message(delivery, addresses(delivery) if delivery.channel != Channel.PUSH else [])
+    found, action = unknown_outcomes.decide(message, provider_name, started_at, delivery.notification.type)
+    Delivery.objects.filter(pk=delivery.pk).update(unknown_outcome_action=action)
+    log.warning("delivery %s: outcome at %s unknown (%s); %s", delivery.pk, provider_name, unknown.error_code, action)
+    if found is not None:
+        return found
+    # Sending again: a provider-side failure, so it waits for the provider like one.
+    return SendResult.retry(unknown.error_code, f"{unknown.error_message} Sending again ({action}).", provider_fault=True)
+
+
+def apply_journal(delivery_id) -> bool:
+    """Record what the journal holds for `delivery_id` that the database may not; True if it held anything.
+
+    Every write is fenced by the claim the entry was made under, so applying an entry twice,
+    or while its worker is still finishing, changes nothing.
+    """
+    entry = journal.entries(delivery_id)
+    if entry is None:
+        return False
+    now = timezone.now()
+    for attempt_id, data in entry["attempts"].items():
+        result = journal.decode_result(data)
+        DeliveryAttempt.objects.filter(pk=attempt_id, finished_at__isnull=True).update(
+            finished_at=now, outcome=result.outcome, provider_message_id=result.provider_message_id[:255],
+            error_code=result.error_code, error_message=result.error_message[:2000],
+        )
+    final = entry["final"]
+    if final is None:
+        sent = [(pk, d) for pk, d in entry["attempts"].items() if d["outcome"] == Outcome.SENT]
+        if sent:
+            provider = DeliveryAttempt.objects.filter(pk=sent[0][0]).values_list("provider", flat=True).first() or ""
+            final = {**sent[0][1], "provider": provider}
+    if final is not None:
+        claim_at = datetime.fromisoformat(final["claim"])
+        delivery = Delivery.objects.select_related("notification__recipient").filter(
+            pk=delivery_id, status=Status.SENDING, claimed_at=claim_at,
+        ).first()
+        if delivery is not None:
+            log.warning("delivery %s: applying the outcome journaled under claim %s", delivery_id, claim_at)
+            record_result(delivery, journal.decode_result(final), final["provider"], claim_at=claim_at)
+    journal.forget(delivery_id)
+    return True
 
 
 def record_unsent_attempt(delivery: Delivery, started_at: datetime, result: SendResult) -> None:
@@ -105,24 +188,26 @@ def record_unsent_attempt(delivery: Delivery, started_at: datetime, result: Send
     )
 
 
-def send(delivery: Delivery, deadline: float) -> tuple[SendResult, str]:
+def send(delivery: Delivery, deadline: float, claim_at: datetime) -> tuple[SendResult, str]:
     """Send through the channel's providers; push goes to each device platform's provider."""
     if delivery.channel != Channel.PUSH:
         message = build_message(delivery, addresses(delivery))
         if not message.to:
             return SendResult.invalid_recipient(*missing_address(delivery.channel)), ""
-        return send_with_failover(delivery, message, provider_names(delivery.channel), deadline)
+        return send_with_failover(delivery, message, provider_names(delivery.channel), deadline, claim_at)
     targets = push_targets(delivery)
     if not targets:
         return SendResult.invalid_recipient(*missing_address(delivery.channel)), ""
     outcomes = [
-        send_with_failover(delivery, build_message(delivery, tokens), provider_names(Channel.PUSH, platform), deadline)
+        send_with_failover(delivery, build_message(delivery, tokens), provider_names(Channel.PUSH, platform), deadline, claim_at)
         for platform, tokens in sorted(targets.items())
     ]
     return merge_push_results([r for r, _ in outcomes]), ",".join(sorted({name for _, name in outcomes if name}))
 
 
-def send_with_failover(delivery: Delivery, message: OutgoingMessage, names: list[str], deadline: float) -> tuple[SendResult, str]:
+def send_with_failover(
+    delivery: Delivery, message: OutgoingMessage, names: list[str], deadline: float, claim_at: datetime,
+) -> tuple[SendResult, str]:
     """Try each provider in order until one takes the message or the failure is the message's own.
 
     The whole attempt stays within its budget (well inside the delivery's lease), so a slow
@@ -132,9 +217,18 @@ def send_with_failover(delivery: Delivery, message: OutgoingMessage, names: list
     for name in names:
         if used and deadline - time.monotonic() < settings.HERALD_PROVIDER_TIMEOUT:
             break  # no time left for another provider within this attempt
-        attempt = DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts, provider=name)
-        result = call_provider(name, message, deadline)
-        skipped = result.error_code == "circuit_open"
+        slot = in_flight.slot(name)
+        if not slot.acquire(timeout=0.05):
+            result = SendResult.retry(PROVIDER_BUSY, f"{name} already has {settings.HERALD_PROVIDER_MAX_IN_FLIGHT} calls in flight here", after=0.5)
+            break  # no call, so no attempt row: the delivery waits a moment and comes back
+        try:
+            attempt = DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts, provider=name)
+            result = call_provider(name, message, deadline)
+        finally:
+            slot.release()
+        skipped = result.error_code in (CIRCUIT_OPEN, LOCALLY_THROTTLED, PROVIDER_BUSY)
+        if not skipped:  # the provider answered (or not): journal it before anything else
+            journal.record_attempt(delivery.pk, claim_at, attempt.pk, result)
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(
             finished_at=timezone.now(),
             outcome=DeliveryAttempt.Outcome.SKIPPED if skipped else result.outcome,
@@ -142,10 +236,32 @@ def send_with_failover(delivery: Delivery, message: OutgoingMessage, names: list
             error_code=result.error_code, error_message=result.error_message[:2000],
         )
         used = name
-        if result.outcome in (Outcome.SENT, Outcome.INVALID_RECIPIENT) or not result.provider_fault:
-            break
+        if result.outcome in (Outcome.SENT, Outcome.INVALID_RECIPIENT, Outcome.UNKNOWN) or not result.provider_fault:
+            break  # an unknown outcome may have been sent: another provider would make it twice
         log.warning("delivery %s: %s failed (%s), trying the next provider", delivery.pk, name, result.error_code)
     return result, used
+
+
+class InFlightLimits:
+    """At most HERALD_PROVIDER_MAX_IN_FLIGHT calls to one provider at a time in this process.
+
+    A worker runs several threads; without this a slow or hanging provider would occupy all
+    of them and stop every other channel. A call that finds its provider's slots taken does
+    not wait: the delivery is put back for a moment, which is waiting, not a failed attempt.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.slots: dict[str, threading.BoundedSemaphore] = {}
+
+    def slot(self, provider: str) -> threading.BoundedSemaphore:
+        with self.lock:
+            if provider not in self.slots:
+                self.slots[provider] = threading.BoundedSemaphore(settings.HERALD_PROVIDER_MAX_IN_FLIGHT)
+            return self.slots[provider]
+
+
+in_flight = InFlightLimits()
 
 
 def call_provider(name: str, message: OutgoingMessage, deadline: float) -> SendResult:
@@ -169,7 +285,11 @@ def call_provider(name: str, message: OutgoingMessage, deadline: float) -> SendR
 
     result = call_through_breaker(name, send_once)
     if result is None:
-        return SendResult.retry("circuit_open", f"{name}'s circuit breaker is open after repeated failures", provider_fault=True)
+        return SendResult.retry(
+            CIRCUIT_OPEN, f"{name}'s circuit breaker is open after repeated failures",
+            after=settings.HERALD_BREAKER_RESET_SECONDS, provider_fault=True,
+        )
+    rate_limit.observe(name, result)
     return result
 
 
@@ -181,25 +301,9 @@ def merge_push_results(results: list[SendResult]) -> SendResult:
         return SendResult.sent(",".join(sent), invalid_addresses=dead)
     if all(r.outcome == Outcome.INVALID_RECIPIENT for r in results):
         return SendResult.invalid_recipient(results[0].error_code, "Every device token was refused.", dead)
-    worst = next((r for r in results if r.outcome == Outcome.RETRY), None) or next(r for r in results if r.outcome == Outcome.FAILED)
+    # An unknown outcome may have reached a device, so it outranks a plain retry, which outranks a failure.
+    worst = next(r for outcome in (Outcome.UNKNOWN, Outcome.RETRY, Outcome.FAILED) for r in results if r.outcome == outcome)
     return SendResult(**{**worst.__dict__, "invalid_addresses": dead})
-
-
-def not_claimed(delivery_id, now: datetime) -> NextStep:
-    """A message arrived for a delivery we could not claim: early, duplicate, or held by another worker."""
-    row = Delivery.objects.filter(pk=delivery_id).values("status", "available_at", "claimed_at").first()
-    if row is None:
-        return NextStep()
-    if row["status"] == Status.QUEUED and row["available_at"] > now:
-        wait = (row["available_at"] - now).total_seconds()
-        # Far-off work (a quiet-hours hold) is published by a sweep when due, never as a long ETA.
-        return NextStep(delay=wait) if wait <= settings.HERALD_RETRY_MAX_SECONDS else NextStep()
-    if row["status"] == Status.SENDING and row["claimed_at"]:
-        # Held by another worker. If that worker is dead, this message is the only one left
-        # that will finish the job, so come back when its lease runs out.
-        lease_end = row["claimed_at"] + timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS)
-        return NextStep(delay=max((lease_end - now).total_seconds(), 0) + 1)
-    return NextStep()
 
 
 def render_content(delivery: Delivery) -> dict:
@@ -209,16 +313,21 @@ def render_content(delivery: Delivery) -> dict:
     if template is None:
         raise RenderError(f"template {notification.template_name!r} has no {delivery.channel} variant")
     content = render(template, notification.variables)
-    if email_headers(delivery):
+    if unsubscribe.list_unsubscribe_headers(notification.recipient, notification.type) and delivery.channel == Channel.EMAIL:
         content = with_unsubscribe_footer(content, unsubscribe.unsubscribe_url(notification.recipient, notification.type), notification.type)
     return content
 
 
 def email_headers(delivery: Delivery) -> dict[str, str]:
-    """RFC 8058 one-click unsubscribe headers for the categories that carry them."""
+    """Email headers: a stable Message-ID, and RFC 8058 one-click unsubscribe for the categories that carry them."""
     if delivery.channel != Channel.EMAIL:
         return {}
-    return unsubscribe.list_unsubscribe_headers(delivery.notification.recipient, delivery.notification.type)
+    # One Message-ID per delivery, the same on every try: mail systems show a resend after a
+    # lost answer as the message they already have (see delivery/unknown_outcomes.py).
+    return {
+        "Message-ID": f"<herald-{delivery.pk}@{settings.HERALD_EMAIL_DOMAIN}>",
+        **unsubscribe.list_unsubscribe_headers(delivery.notification.recipient, delivery.notification.type),
+    }
 
 
 def with_unsubscribe_footer(content: dict, url: str, category: str) -> dict:
@@ -275,10 +384,9 @@ def missing_address(channel: str) -> tuple[str, str]:
     return reason, f"The recipient has no {channel} address any more."
 
 
-def record_result(delivery: Delivery, result: SendResult, provider_name: str, *, claim_at: datetime) -> NextStep:
+def record_result(delivery: Delivery, result: SendResult, provider_name: str, *, claim_at: datetime) -> None:
     """Apply an attempt's result: sent, retry later, or failed (dead-lettered or falling back)."""
     now = timezone.now()
-    step = NextStep()
     if result.invalid_addresses:
         forget_dead_addresses(delivery, result)
     sent = False
@@ -291,22 +399,26 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
         if sent:
             delivery.provider_message_id = result.provider_message_id[:255]
             replay_early_receipts(delivery)
-    elif result.outcome == Outcome.RETRY and (
-        delivery.attempts < settings.HERALD_MAX_ATTEMPTS or result.error_code == LOCALLY_THROTTLED
-    ):
-        # A provider's Retry-After is honoured, but never beyond the longest backoff: long
-        # Celery countdowns outlive the broker's visibility timeout and multiply.
-        delay = min(max(retry_delay(delivery.attempts), result.retry_after or 0), settings.HERALD_RETRY_MAX_SECONDS)
+    elif result.outcome == Outcome.RETRY and not gives_up(delivery, result, now):
+        waiting = result.error_code in WAITING
+        delay = next_try_delay(delivery.attempts, result)
         latest = DeliveryAttempt.objects.filter(delivery=delivery, number=delivery.attempts).order_by("-pk").first()
         if latest:
             DeliveryAttempt.objects.filter(pk=latest.pk).update(retry_in_seconds=delay)
-        uncounted = {"attempts": F("attempts") - 1} if result.error_code == LOCALLY_THROTTLED else {}
-        with transaction.atomic():
-            if fail(delivery, result, provider_name, claim_at, now, reason="retrying"):
-                move(delivery.pk, Status.QUEUED, sources={Status.FAILED}, reason="retry",
-                     available_at=now + timedelta(seconds=delay), **uncounted)
-                step = NextStep(delay=delay)
+        later = {"available_at": now + timedelta(seconds=delay), "published_at": None}
+        if waiting:
+            move(delivery.pk, Status.QUEUED, claim=claim_at, sources={Status.SENDING}, reason=f"waiting:{result.error_code}",
+                 provider=provider_name, error_code=result.error_code, error_message=result.error_message[:2000],
+                 content=delivery.content, attempts=F("attempts") - 1, **later)
+        else:
+            with transaction.atomic():
+                if fail(delivery, result, provider_name, claim_at, now, reason="retrying"):
+                    move(delivery.pk, Status.QUEUED, sources={Status.FAILED}, reason="retry", **later)
     else:
+        if result.outcome == Outcome.RETRY:  # gave up: past its time to live or out of attempts
+            reason = give_up_reason(result)
+            if reason == "expired":
+                result = SendResult.failed("expired", f"Gave up when its time to live ran out; last error: {result.error_code}: {result.error_message}"[:2000])
         # The outcome and what follows from it (suppression, fallback, dead letter) commit
         # together, so a crash in between cannot leave a failure nobody can requeue.
         with transaction.atomic():
@@ -316,10 +428,41 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
                         suppress_address(delivery, result)
                     fall_back(delivery, result.error_code)
                 else:
-                    reason = "max_attempts_exceeded" if result.outcome == Outcome.RETRY else "permanent_failure"
-                    dead_letter(delivery, reason, result)
+                    dead_letter(delivery, give_up_reason(result), result)
     refresh_notification_status(delivery.notification_id, Status.SENT if sent else None)
-    return step
+
+
+def gives_up(delivery: Delivery, result: SendResult, now: datetime) -> bool:
+    """Whether a retryable result ends the delivery: past its time to live, or out of attempts.
+
+    Only failures of this message's own count toward HERALD_MAX_ATTEMPTS; waiting and the
+    provider's own trouble (an outage) end only with the time to live.
+    """
+    if now + timedelta(seconds=next_try_delay(delivery.attempts, result, jitter=False)) >= expires_at(delivery.notification):
+        return True
+    return result.error_code not in WAITING and not result.provider_fault and delivery.attempts >= settings.HERALD_MAX_ATTEMPTS
+
+
+def give_up_reason(result: SendResult) -> str:
+    if result.outcome != Outcome.RETRY:
+        return "expired" if result.error_code == "expired" else "permanent_failure"
+    return "max_attempts_exceeded" if not (result.error_code in WAITING or result.provider_fault) else "expired"
+
+
+def next_try_delay(attempt: int, result: SendResult, jitter: bool = True) -> float:
+    """Seconds until the next try: the provider's Retry-After first; outages are probed every breaker period."""
+    if result.error_code in WAITING:
+        delay = result.retry_after or 1.0
+    else:
+        delay = retry_delay(attempt) if jitter else min(
+            settings.HERALD_RETRY_MAX_SECONDS, settings.HERALD_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+        if result.provider_fault:
+            # The provider is down: try about as often as its breaker lets a probe through, so
+            # messages resume within a breaker period of the outage ending.
+            delay = min(delay, settings.HERALD_BREAKER_RESET_SECONDS)
+        delay = max(delay, result.retry_after or 0)
+    # Long Celery countdowns are gone, but a cap keeps a wild Retry-After from parking a message.
+    return min(delay, settings.HERALD_RETRY_MAX_SECONDS)
 
 
 def replay_early_receipts(delivery: Delivery) -> None:

@@ -8,7 +8,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import redis
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import F
@@ -23,7 +22,7 @@ from twilio.request_validator import RequestValidator
 
 from config.middleware import payload_too_large
 from config.openapi import error, results_of
-from core import safe_json
+from core import redis_client, safe_json
 from delivery import receipts
 from delivery.channels import Channel
 from delivery.models import DeadLetter, Delivery
@@ -44,13 +43,13 @@ def replay_key(source: str, signed: str) -> str:
 
 def refuse_replay(key: str) -> None:
     """A signed request already processed is refused (events are idempotent anyway)."""
-    if redis.Redis.from_url(settings.REDIS_URL).exists(key):
+    if redis_client.shared().exists(key):
         raise ApiError(403, "replayed", "This signed request was already received.")
 
 
 def remember_processed(key: str) -> None:
     # Only after success, so a provider retrying a request that failed on our side gets in.
-    redis.Redis.from_url(settings.REDIS_URL).set(key, 1, ex=settings.HERALD_WEBHOOK_MAX_AGE_SECONDS * 2)
+    redis_client.shared().set(key, 1, ex=settings.HERALD_WEBHOOK_MAX_AGE_SECONDS * 2)
 
 
 class RawBodyMixin:

@@ -9,8 +9,7 @@ import uuid
 from datetime import datetime
 from functools import cache
 
-import redis
-from django.conf import settings
+from core import redis_client
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -62,9 +61,8 @@ return 'admitted'
 """
 
 
-@cache
-def _client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
+def _client():
+    return redis_client.shared()
 
 
 @cache

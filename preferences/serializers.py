@@ -2,7 +2,6 @@ from django.conf import settings
 from rest_framework import serializers
 
 from core import network
-
 from delivery.channels import Channel
 from notifications.fields import StrictSerializer, choice
 from notifications.models import NotificationType

@@ -1,12 +1,14 @@
-"""`make run`: embedded services, migrations, demo data, then web + worker + beat.
+"""`make run`: embedded services, migrations, demo data, then web + workers + beat, supervised.
 
-Ctrl-C or SIGTERM stops the three processes (SIGTERM, then SIGKILL after
-STOP_TIMEOUT) and then the embedded servers this run started. If one of the
-processes exits on its own, everything is stopped and the exit code is 1.
+A process that dies is restarted after a backoff (1 s, doubling to MAX_BACKOFF while it
+keeps dying within STABLE_SECONDS of its start), and the restart is logged; the others run
+on. Their pids are kept in var/run-pids.json. Ctrl-C or SIGTERM stops them all (SIGTERM,
+then SIGKILL after STOP_TIMEOUT) and then the embedded servers this run started.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -25,6 +27,8 @@ from config.queues import BULK_QUEUES, URGENT_QUEUES, WORKER_FLAGS  # noqa: E402
 
 BIN = Path(sys.executable).parent
 STOP_TIMEOUT = 10.0
+MAX_BACKOFF = 30.0
+STABLE_SECONDS = 60.0
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 Exits = queue.Queue[tuple[str, int]]
@@ -105,6 +109,31 @@ def _stop_children(children: dict[str, subprocess.Popen[str]], exits: Exits) -> 
         proc.wait()
 
 
+def _write_pids(children: dict[str, subprocess.Popen[str]]) -> None:
+    path = Path(os.environ.get("HERALD_VAR_DIR", VAR_DIR)) / "run-pids.json"
+    path.write_text(json.dumps({name: proc.pid for name, proc in children.items()}))
+
+
+def _supervise(children: dict[str, subprocess.Popen[str]], commands: dict[str, list[str]], env: dict[str, str], exits: Exits) -> None:
+    """Restart whichever child exits, with a backoff for one that keeps dying."""
+    started = {name: time.monotonic() for name in children}
+    backoff = {name: 1.0 for name in children}
+    while True:
+        name, returncode = exits.get()
+        if children[name].poll() is None:
+            continue  # a stale report about an earlier process of that name
+        if time.monotonic() - started[name] > STABLE_SECONDS:
+            backoff[name] = 1.0
+        delay = backoff[name]
+        _say(f"{name} (pid {children[name].pid}) exited with code {returncode}; restarting it in {delay:.0f}s")
+        time.sleep(delay)
+        backoff[name] = min(MAX_BACKOFF, delay * 2)
+        children[name] = _start(name, commands[name], env, exits)
+        started[name] = time.monotonic()
+        _write_pids(children)
+        _say(f"{name} restarted as pid {children[name].pid}")
+
+
 def main() -> int:
     for signum in SIGNALS:
         signal.signal(signum, _raise_stop)
@@ -130,11 +159,11 @@ def main() -> int:
         uvicorn, celery = str(BIN / "uvicorn"), str(BIN / "celery")
         commands = {
             "web": [uvicorn, "config.asgi:application", "--host", "127.0.0.1", "--port", port],
-            # One process per lane, so a marketing backlog never delays a password reset. The
-            # solo pool (no prefork pipes) measured twice the throughput of prefork here.
-            "worker-urgent": [celery, "-A", "config", "worker", "--pool", "solo", "--loglevel", "INFO", *WORKER_FLAGS,
+            # One process per lane, so a marketing backlog never delays a password reset; each
+            # runs a pool of threads (CELERY_WORKER_POOL), shared fairly between providers.
+            "worker-urgent": [celery, "-A", "config", "worker", "--loglevel", "INFO", *WORKER_FLAGS,
                               "-Q", ",".join(URGENT_QUEUES), "-n", "urgent@%h"],
-            "worker-bulk": [celery, "-A", "config", "worker", "--pool", "solo", "--loglevel", "INFO", *WORKER_FLAGS,
+            "worker-bulk": [celery, "-A", "config", "worker", "--loglevel", "INFO", *WORKER_FLAGS,
                             "-Q", ",".join(BULK_QUEUES), "-n", "bulk@%h"],
             "beat": [
                 celery, "-A", "config", "beat", "--loglevel", "INFO",
@@ -143,11 +172,10 @@ def main() -> int:
         }
         for name, argv in commands.items():
             children[name] = _start(name, argv, env, exits)
+        _write_pids(children)
         _say(f"web on http://127.0.0.1:{port}/ with workers and beat; Ctrl-C stops everything")
-
-        name, returncode = exits.get()
-        _say(f"{name} exited unexpectedly with exit code {returncode}; stopping everything")
-        return 1
+        _supervise(children, commands, env, exits)
+        return 1  # not reached: _supervise returns only through Stop
     except Stop as stop:
         _say(f"{stop}: stopping everything")
         return 128 + stop.signum

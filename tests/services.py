@@ -101,7 +101,8 @@ class CeleryWorker:
         log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-B",
-             "-s", str(self.logdir / "beat-schedule"), "--loglevel", "INFO", "--concurrency", "2",
+             "-s", str(self.logdir / "beat-schedule"), "--loglevel", "INFO",
+             "--concurrency", self.env.get("HERALD_WORKER_CONCURRENCY", "2"),
              *WORKER_FLAGS, "-n", f"test-{os.getpid()}-{self.starts}@%h"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )

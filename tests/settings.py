@@ -29,6 +29,7 @@ if os.environ.get("REDIS_URL"):
 
 for name, value in {
     "HERALD_MAX_ATTEMPTS": "4",
+    "HERALD_TTL_SECONDS": "reminder=12",
     "HERALD_RETRY_BASE_SECONDS": "0.2",
     "HERALD_RETRY_MAX_SECONDS": "2",
     "HERALD_TASK_TIME_LIMIT": "12",
@@ -39,7 +40,7 @@ for name, value in {
     "HERALD_STALL_SECONDS": "3",
     "HERALD_OUTBOX_GRACE_SECONDS": "1",
     "HERALD_RELAY_INTERVAL": "0.5",
-    "HERALD_STALL_SWEEP_INTERVAL": "0.5",
+    "HERALD_DISPATCH_INTERVAL": "0.5",
     "HERALD_RELEASE_INTERVAL": "0.5",
     "HERALD_VISIBILITY_TIMEOUT": "60",
     "HERALD_BEAT_SCHEDULER": "celery.beat:PersistentScheduler",

@@ -1,8 +1,8 @@
 """Hostile input gets a 4xx naming the field, never a 500; webhooks never reach this network."""
 
 import base64
-import json
 import http.server
+import json
 import socket
 import threading
 import time

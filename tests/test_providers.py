@@ -329,16 +329,20 @@ def test_a_sendgrid_auth_failure_fails_over_to_smtp(api, person, providers, smtp
     assert [(a.provider, a.outcome) for a in attempts] == [("sendgrid", "failed"), ("smtp", "sent")]
 
 
-def test_an_sms_provider_that_keeps_failing_is_dead_lettered_after_max_attempts(api, person, providers):
+def test_an_sms_provider_outage_does_not_use_up_the_message_it_expires_only_with_its_time_to_live(api, person, providers):
+    # given Twilio failing with 503 for longer than HERALD_MAX_ATTEMPTS (4 here) tries
     providers.add_fault("twilio", status=503)
 
-    notification_id = send(api, channels=["sms"])
+    # when a reminder (time to live: 12 s in the test settings) is sent
+    notification_id = send(api, channels=["sms"], type="reminder")
 
-    wait_for(lambda: status_of(notification_id) == "failed", 40, message="dead letter")
+    # then it is tried past the attempt limit without failing, and gives up only when its time is up
+    wait_for(lambda: (d := delivery_of(notification_id, "sms")) is not None and d.attempts > 4, 30, message="more tries than max attempts")
+    assert status_of(notification_id) != "failed"
+    wait_for(lambda: status_of(notification_id) == "failed", 30, message="the reminder to expire")
     delivery = delivery_of(notification_id, "sms")
-    letter = DeadLetter.objects.get(delivery=delivery)
-    assert letter.reason == "max_attempts_exceeded"
-    assert delivery.attempts == 4
+    assert delivery.error_code == "expired"
+    assert DeadLetter.objects.get(delivery=delivery).reason == "expired"
 
 
 def test_an_email_provider_outage_opens_the_breaker_fails_over_and_recovers(api, person, providers, smtp):

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import threading
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -59,7 +60,7 @@ class ApnsProvider:
             outcomes = future.result(settings.HERALD_PROVIDER_TIMEOUT)
         except TimeoutError:
             future.cancel()
-            return SendResult.retry("timeout", f"APNs did not answer within {settings.HERALD_PROVIDER_TIMEOUT}s", provider_fault=True)
+            return SendResult.unknown("timeout", f"APNs did not answer within {settings.HERALD_PROVIDER_TIMEOUT}s")
         sent, dead, failures = [], [], []
         for token, outcome in zip(message.to, outcomes, strict=True):
             if isinstance(outcome, (MaxAttemptsExceeded, APNsConnectionError, ProtocolError, OSError)):
@@ -91,10 +92,12 @@ class ApnsProvider:
         return NotificationRequest(
             device_token=token,
             message={"aps": {"alert": alert, "sound": "default"}, "herald_delivery_id": message.delivery_id},
-            notification_id=None,
+            # A stable apns-id and collapse id per delivery: a resend after a lost answer
+            # replaces the first alert on the device instead of showing a second one.
+            notification_id=str(uuid.uuid5(uuid.UUID(message.delivery_id), token)),
             time_to_live=metadata.get("ttl_seconds", settings.APNS_DEFAULT_TTL_SECONDS),
             priority=10 if message.priority == "critical" or message.priority == "high" else 5,
-            collapse_key=metadata.get("collapse_key"),
+            collapse_key=metadata.get("collapse_key") or message.delivery_id,
             push_type=PushType.ALERT,
         )
 

@@ -32,6 +32,9 @@ class Outcome(StrEnum):
     RETRY = "retry"
     INVALID_RECIPIENT = "invalid_recipient"
     FAILED = "failed"
+    # The request went out and no answer came back (a read timeout, a dropped connection):
+    # the provider may have sent it. delivery.unknown_outcomes decides what happens next.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ class SendResult:
         return cls(Outcome.INVALID_RECIPIENT, error_code=code, error_message=message, invalid_addresses=invalid_addresses)
 
     @classmethod
+    def unknown(cls, code: str, message: str) -> "SendResult":
+        return cls(Outcome.UNKNOWN, error_code=code, error_message=message, provider_fault=True)
+
+    @classmethod
     def failed(cls, code: str, message: str, provider_fault: bool = False) -> "SendResult":
         return cls(Outcome.FAILED, error_code=code, error_message=message, provider_fault=provider_fault)
 
@@ -68,6 +75,23 @@ class Provider(Protocol):
     name: str
 
     def send(self, message: OutgoingMessage) -> SendResult: ...
+
+
+class LookupUnavailable(Exception):
+    """The provider could not be asked whether it sent a message."""
+
+
+def requests_failure(exc: Exception, provider: str) -> SendResult:
+    """A `requests` error as a result: nothing sent if the connection never opened, else unknown."""
+    import requests
+
+    if isinstance(exc, requests.ConnectTimeout) or (
+        isinstance(exc, requests.ConnectionError) and "NewConnectionError" in repr(exc.args)
+    ):
+        return SendResult.retry("connection_error", f"{provider} unreachable: {exc}", provider_fault=True)
+    if isinstance(exc, requests.Timeout):
+        return SendResult.unknown("timeout", f"{provider} took the request but did not answer in time: {exc}")
+    return SendResult.unknown("connection_lost", f"The connection to {provider} broke before it answered: {exc}")
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:

@@ -50,8 +50,17 @@ class FcmProvider:
                 token=token,
                 notification=messaging.Notification(title=message.content.get("title"), body=message.content.get("body")),
                 data={"herald_delivery_id": message.delivery_id, "herald_notification_id": message.notification_id},
-                android=messaging.AndroidConfig(priority="high" if urgent else "normal", collapse_key=collapse_key),
-                webpush=messaging.WebpushConfig(headers={"Urgency": "high" if urgent else "normal"}),
+                # The tag (and APNs collapse id) is the delivery's: a resend after a lost answer
+                # replaces the first notification on the device instead of adding a second.
+                android=messaging.AndroidConfig(
+                    priority="high" if urgent else "normal", collapse_key=collapse_key,
+                    notification=messaging.AndroidNotification(tag=message.delivery_id),
+                ),
+                webpush=messaging.WebpushConfig(
+                    headers={"Urgency": "high" if urgent else "normal"},
+                    notification=messaging.WebpushNotification(tag=message.delivery_id),
+                ),
+                apns=messaging.APNSConfig(headers={"apns-collapse-id": collapse_key or message.delivery_id}),
             )
             for token in message.to
         ]

@@ -1,5 +1,6 @@
 """Email through SendGrid's v3 Mail Send API (the official `sendgrid` SDK)."""
 
+import http.client
 import logging
 import time
 import urllib.error
@@ -42,8 +43,12 @@ class SendGridProvider:
             response = self.client.send(mail)
         except http_errors.HTTPError as exc:
             return classify_error(exc)
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        except urllib.error.URLError as exc:  # urllib raises this only before the request is complete
             return SendResult.retry("connection_error", f"SendGrid unreachable: {exc}", provider_fault=True)
+        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            # Raised while waiting for the answer: SendGrid may have taken the message.
+            return SendResult.unknown("timeout" if isinstance(exc, TimeoutError) else "connection_lost",
+                                      f"SendGrid did not answer: {exc!r}")
         # Without X-Message-Id the send still happened: receipts map back by custom args.
         return SendResult.sent(response.headers.get("X-Message-Id", ""))
 

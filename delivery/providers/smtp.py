@@ -35,13 +35,13 @@ class SmtpProvider:
         self.url = settings.SMTP_URL
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        message_id = make_msgid(domain=settings.HERALD_EMAIL_DOMAIN)
+        message_id = message.headers.get("Message-ID") or make_msgid(domain=settings.HERALD_EMAIL_DOMAIN)
         email = EmailMultiAlternatives(
             subject=message.content.get("subject", ""),
             body=message.content.get("body", ""),
             from_email=settings.HERALD_EMAIL_FROM,
             to=message.to,
-            headers={"Message-ID": message_id, "X-Herald-Delivery-Id": message.delivery_id, **message.headers},
+            headers={**message.headers, "Message-ID": message_id, "X-Herald-Delivery-Id": message.delivery_id},
             connection=backend_from_url(self.url),
         )
         if message.content.get("html_body"):

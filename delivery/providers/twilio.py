@@ -2,6 +2,7 @@
 
 import logging
 import threading
+from datetime import datetime, timedelta
 
 import requests
 from django.conf import settings
@@ -10,7 +11,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from delivery import sms_text
-from delivery.providers.base import OutgoingMessage, SendResult, retry_after_seconds
+from delivery.providers.base import LookupUnavailable, OutgoingMessage, SendResult, requests_failure, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,29 @@ class TwilioProvider:
         except TwilioException as exc:  # RFC 9457 bodies raise TwilioServiceException, not a subclass
             return self._classify(getattr(exc, "status", 0) or 0, getattr(exc, "code", None), str(exc))
         except (requests.Timeout, requests.ConnectionError) as exc:
-            return SendResult.retry("connection_error", f"Twilio unreachable: {exc}", provider_fault=True)
+            return requests_failure(exc, "Twilio")
         except (ValueError, KeyError) as exc:  # a 2xx body the SDK could not read
             return SendResult.retry("malformed_response", f"Twilio answered something unreadable: {exc}", provider_fault=True)
         if not getattr(created, "sid", None):
             return SendResult.retry("malformed_response", "Twilio answered without a message sid", provider_fault=True)
         return SendResult.sent(created.sid)
+
+    def find_sent(self, message: OutgoingMessage, since: datetime) -> str | None:
+        """The sid of this message if Twilio has it (same number and text, created since `since`), else None.
+
+        Twilio keeps no idempotency key, so the list of messages to the number is the only way
+        to learn whether a request whose answer was lost was taken.
+        """
+        text = sms_text.prepare(message.content.get("body", ""), settings.HERALD_SMS_MAX_SEGMENTS).text
+        try:
+            found = self.client.messages.list(to=message.to[0], date_sent_after=since - timedelta(days=1), limit=50)
+        except (TwilioException, requests.RequestException, ValueError, KeyError) as exc:
+            raise LookupUnavailable(f"Twilio's message list did not answer: {exc}") from exc
+        for sent in found:
+            created = getattr(sent, "date_created", None)
+            if sent.body == text and (created is None or created >= since - timedelta(seconds=5)):
+                return sent.sid
+        return None
 
     def _classify(self, status: int, code, text: str) -> SendResult:
         if code in UNREACHABLE_NUMBER:

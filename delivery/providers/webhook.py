@@ -10,7 +10,6 @@ from django.conf import settings
 from standardwebhooks.webhooks import Webhook
 
 from core import network
-
 from delivery.providers.base import OutgoingMessage, SendResult, retry_after_seconds
 
 
@@ -48,10 +47,12 @@ class WebhookProvider:
             status, response_headers = post_pinned(destination, message.to[0], body.encode(), headers)
         except urllib3.exceptions.NewConnectionError as exc:  # a subclass of the timeout below, so first
             return SendResult.retry("connection_error", f"Endpoint unreachable: {exc}")
-        except urllib3.exceptions.TimeoutError:
-            return SendResult.retry("timeout", f"No answer within {settings.HERALD_PROVIDER_TIMEOUT}s")
-        except urllib3.exceptions.HTTPError as exc:
+        except urllib3.exceptions.ConnectTimeoutError as exc:
             return SendResult.retry("connection_error", f"Endpoint unreachable: {exc}")
+        except urllib3.exceptions.TimeoutError:
+            return SendResult.unknown("timeout", f"No answer within {settings.HERALD_PROVIDER_TIMEOUT}s")
+        except urllib3.exceptions.HTTPError as exc:
+            return SendResult.unknown("connection_lost", f"The connection broke before the endpoint answered: {exc}")
         # One endpoint's trouble is that endpoint's, so nothing here counts toward a provider breaker.
         if 200 <= status < 300:
             return SendResult.sent(webhook_id)
