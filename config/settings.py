@@ -132,7 +132,7 @@ DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 # With PostgreSQL away, a request learns it within this many seconds and answers 503
 # (config.middleware.ServiceUnavailableDuringOutages) instead of hanging in a 500.
 DATABASE_WAIT_SECONDS = env_float("DATABASE_WAIT_SECONDS", 1.5)
-DATABASES["default"]["OPTIONS"] = {"connect_timeout": max(1, round(DATABASE_WAIT_SECONDS))}
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = max(1, round(DATABASE_WAIT_SECONDS))
 if env_bool("DATABASE_POOL", True):
     # One ASGI process serves many threads; a pool keeps their connection count bounded.
     DATABASES["default"]["CONN_MAX_AGE"] = 0

@@ -217,7 +217,7 @@ def send_with_failover(
     for name in names:
         if used and deadline - time.monotonic() < settings.HERALD_PROVIDER_TIMEOUT:
             break  # no time left for another provider within this attempt
-        slot = in_flight.slot(name)
+        slot = in_flight.slot(f"{name}:{delivery.channel}")  # the sandbox stands in for every channel's provider
         if not slot.acquire(timeout=0.05):
             result = SendResult.retry(PROVIDER_BUSY, f"{name} already has {settings.HERALD_PROVIDER_MAX_IN_FLIGHT} calls in flight here", after=0.5)
             break  # no call, so no attempt row: the delivery waits a moment and comes back

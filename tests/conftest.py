@@ -9,6 +9,8 @@ from rest_framework.test import APIClient
 from notifications.models import ApiKey
 from tests.services import BrokerServer, CeleryWorker, subprocess_env
 
+pytest_plugins = ["tests.providers_stack"]
+
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):

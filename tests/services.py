@@ -36,7 +36,8 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": urlsplit(settings.DATABASE_URL)._replace(path=f"/{test_db}").geturl(),
+        # Named, so a test can cut exactly the worker off the database (tests/test_faults.py).
+        "DATABASE_URL": urlsplit(settings.DATABASE_URL)._replace(path=f"/{test_db}", query="application_name=herald-test-worker").geturl(),
         "DATABASE_POOL": "1",
         **extra,
     }

@@ -9,8 +9,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -338,6 +340,94 @@ def test_twilio_rejects_a_request_without_credentials(control, simulator):
     assert response.status_code == 401
     assert response.json()["code"] == 20003
     assert response.json()["more_info"] == "https://www.twilio.com/docs/errors/20003"
+
+
+# ---------------------------------------------------------------- lost answers and Twilio's message list
+
+def test_an_answer_lost_twilio_send_is_kept_and_called_back_but_never_answered(control, simulator, receiver):
+    # given
+    control.configure_receipts(twilio_auth_token=AUTH_TOKEN)
+    control.add_fault("twilio", answer_lost=True, count=1)
+    callback = f"{receiver.url}/hooks/twilio?delivery=d-9"
+
+    # when
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.Timeout):
+        twilio_client(simulator, timeout=1).messages.create(
+            to="+14155550100", from_="+15005550006", body="Your code is 123456", status_callback=callback)
+
+    # then
+    assert time.monotonic() - started < 5
+    [recorded] = control.requests("twilio")
+    assert (recorded["status"], recorded["answer_lost"], recorded["timed_out"]) == (201, True, True)
+    assert recorded["message_id"].startswith("SM")
+    posts = wait_for(lambda: len(receiver.received) == 2 and receiver.received, 10, message="two status callbacks")
+    assert [dict(parse_qsl(post["body"]))["MessageSid"] for post in posts] == [recorded["message_id"]] * 2
+
+
+def test_an_answer_lost_sendgrid_send_still_posts_its_events(control, simulator, receiver):
+    # given
+    control.configure_receipts(sendgrid_webhook_url=receiver.url, sendgrid_private_key_pem=sendgrid_event_keypair()[0])
+    control.add_fault("sendgrid", answer_lost=True, count=1)
+    client = SendGridAPIClient(api_key="SG.simulated-key", host=simulator.http_url)
+    client.client.timeout = 1
+
+    # when
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        send_mail(client, delivery_id="d-10")
+
+    # then
+    [recorded] = control.requests("sendgrid")
+    assert (recorded["status"], recorded["answer_lost"]) == (202, True)
+    [post] = wait_for(lambda: receiver.received, 10, message="the SendGrid event webhook")
+    assert {event["delivery_id"] for event in json.loads(post["body"])} == {"d-10"}
+    assert send_mail(client).status_code == 202  # the fault was used up
+
+
+def test_an_answer_lost_fault_takes_no_status(control):
+    with pytest.raises(SimulatorError) as raised:
+        control.add_fault("twilio", answer_lost=True, status=500)
+    assert (raised.value.status, raised.value.field) == (400, "fault")
+
+
+def test_the_twilio_sdk_lists_sent_messages_newest_first_by_recipient_and_date(control, twilio):
+    # given
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    first = twilio.messages.create(to="+14155550100", from_="+15005550006", body="first")
+    twilio.messages.create(to="+14155550199", from_="+15005550006", body="someone else")
+    second = twilio.messages.create(to="+14155550100", from_="+15005550006", body="second")
+
+    # when
+    listed = twilio.messages.list(to="+14155550100", date_sent_after=since)
+
+    # then
+    assert [(m.sid, m.body, m.to, m.from_) for m in listed] == [
+        (second.sid, "second", "+14155550100", "+15005550006"), (first.sid, "first", "+14155550100", "+15005550006")]
+    assert all(m.status == "delivered" and m.date_sent and m.date_created for m in listed)
+    assert twilio.messages.list(to="+14155550100", date_sent_after=datetime.now(UTC) + timedelta(days=2)) == []
+    lookups = [r for r in control.requests("twilio") if r["method"] == "GET"]
+    assert lookups[0]["body"]["To"] == "+14155550100" and lookups[0]["status"] == 200
+
+
+def test_the_message_list_pages_and_ignores_faults(control, twilio):
+    # given
+    for n in range(5):
+        twilio.messages.create(to="+14155550100", from_="+15005550006", body=f"message {n}")
+    control.add_fault("twilio", timeout=True)
+
+    # when
+    listed = twilio.messages.list(to="+14155550100", page_size=2)
+
+    # then
+    assert [m.body for m in listed] == [f"message {n}" for n in (4, 3, 2, 1, 0)]
+    assert len([r for r in control.requests("twilio") if r["method"] == "GET"]) == 3
+
+
+def test_the_message_list_needs_credentials_and_a_valid_date(control, simulator):
+    url = f"{simulator.http_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    assert requests.get(url, timeout=5).json()["code"] == 20003
+    refused = requests.get(url, params={"DateSent>": "yesterday"}, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=5)
+    assert (refused.status_code, refused.json()["code"]) == (400, 20001)
 
 
 # ---------------------------------------------------------------- FCM
