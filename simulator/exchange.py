@@ -16,6 +16,7 @@ class Incoming:
     headers: dict[str, str]  # lower-case names
     body: bytes
     route: dict[str, str] = field(default_factory=dict)  # parameters captured from the path
+    query: dict[str, str] = field(default_factory=dict)  # the query string (last value of a repeated name)
 
 
 @dataclass(frozen=True)

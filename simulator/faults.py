@@ -17,6 +17,7 @@ class Fault:
     latency_ms: float | None = None
     timeout: bool = False
     malformed: bool = False
+    answer_lost: bool = False  # handled as usual (the provider keeps what it accepted), but never answered
     count: int | None = None  # how many more requests it applies to; None while it is active
     match: str | None = None  # a substring of the recipient, or None for every request
     applied: int = 0

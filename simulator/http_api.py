@@ -38,6 +38,7 @@ def build_app(simulation: Simulation) -> web.Application:
     app.router.add_get(f"{CONTROL}/receipts", list_receipts)
     app.router.add_put(f"{CONTROL}/receipts", configure_receipts)
     app.router.add_post(f"{CONTROL}/reset", reset)
+    app.router.add_get("/2010-04-01/Accounts/{account}/Messages.json", twilio_message_list)
     app.router.add_route("*", "/{tail:.*}", provider_request)
     return app
 
@@ -53,12 +54,20 @@ async def provider_request(request: web.Request) -> web.StreamResponse:
         headers=_joined_headers(request),
         body=await request.read(),
         route=route,
+        query=dict(request.query),
     )
     reply = await request.app[simulation_key].exchange(provider, incoming)
     if reply is None:  # a `timeout` fault: drop the connection without a response
         if request.transport is not None:
             request.transport.close()
         raise web.HTTPGatewayTimeout()
+    return web.Response(status=reply.status, headers=reply.headers, body=reply.body)
+
+
+async def twilio_message_list(request: web.Request) -> web.Response:
+    incoming = Incoming(method=request.method, path=request.path, headers=_joined_headers(request), body=b"",
+                        route={"account": request.match_info["account"]}, query=dict(request.query))
+    reply = request.app[simulation_key].list_twilio_messages(incoming)
     return web.Response(status=reply.status, headers=reply.headers, body=reply.body)
 
 
@@ -97,6 +106,7 @@ async def add_fault(request: web.Request) -> web.Response:
                                     "milliseconds, at least 0"),
             "timeout": _optional(payload, "timeout", bool, None, "true or false") or False,
             "malformed": _optional(payload, "malformed", bool, None, "true or false") or False,
+            "answer_lost": _optional(payload, "answer_lost", bool, None, "true or false") or False,
             "count": _optional(payload, "count", int, lambda value: value >= 1, "a whole number, at least 1"),
             "match": _optional(payload, "match", str, bool, "a non-empty recipient substring"),
         }

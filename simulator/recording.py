@@ -36,6 +36,7 @@ class Recorder:
             "fault": None,
             "rate_limited": False,
             "timed_out": False,
+            "answer_lost": False,
             **parsed.extra,
         }
         self._records.append(record)
@@ -51,6 +52,11 @@ class Recorder:
     def hung(self, record: dict) -> None:
         record["timed_out"] = True
         self._tallies[record["provider"]]["timed_out"] += 1
+
+    def answer_lost(self, record: dict) -> None:
+        """The provider answered (see `status`), but the answer is never sent: the client times out."""
+        record["answer_lost"] = True
+        self.hung(record)
 
     def select(self, provider: str | None = None, since: int = 0) -> list[dict]:
         return [{**record, "response_body": _readable(record["response_body"])} for record in self._records

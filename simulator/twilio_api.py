@@ -1,18 +1,24 @@
-"""Twilio Programmable Messaging: POST /2010-04-01/Accounts/{AccountSid}/Messages.json."""
+"""Twilio Programmable Messaging: POST /2010-04-01/Accounts/{AccountSid}/Messages.json to send, and
+GET on the same path to list the messages sent (newest first, filtered by To, From and DateSent)."""
 
 import base64
 import binascii
 import math
 import re
 import secrets
+import time
+from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from email.utils import formatdate
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from simulator.exchange import Incoming, Parsed, Reply, garbage_reply, json_reply, parse_form
 
 API_VERSION = "2010-04-01"
 MAX_BODY = 1600
+MESSAGE_LIMIT = 10_000  # accepted messages kept for the list API; the oldest go first
+PAGE_SIZE, MAX_PAGE_SIZE = 50, 1000
 POOL_NUMBER = "+15005550006"  # the sender Twilio reports when a Messaging Service picked one
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
@@ -33,6 +39,7 @@ MAGIC_UNDELIVERED = {
 }
 
 MESSAGES = {
+    20001: "Invalid {field}",
     20003: "Authenticate",
     20404: "The requested resource was not found",
     20429: "Too Many Requests",
@@ -67,6 +74,10 @@ class TwilioReceipts:
 
 class TwilioApi:
     name = "twilio"
+
+    def __init__(self):
+        # (accepted at, epoch seconds; the message resource as listed): what the list API shows.
+        self._messages: deque[tuple[float, dict]] = deque(maxlen=MESSAGE_LIMIT)
 
     def parse(self, incoming: Incoming) -> Parsed:
         form = parse_form(incoming.body)
@@ -109,8 +120,54 @@ class TwilioApi:
             if service_sid:
                 params["MessagingServiceSid"] = service_sid
             receipts = TwilioReceipts(callback, params, [("sent", None), final])
+        self._messages.append((time.time(), _as_listed(resource, MAGIC_UNDELIVERED.get(number))))
         return json_reply(201, resource, {"Twilio-Request-Id": "RQ" + secrets.token_hex(16)},
                           message_id=sid, receipts=receipts)
+
+    def list_messages(self, incoming: Incoming) -> Reply:
+        """GET Messages.json: this account's accepted messages, newest first, one page at a time."""
+        account_sid = incoming.route["account"]
+        if not _authenticated(incoming.headers.get("authorization", ""), account_sid):
+            return _error(401, 20003)
+        query = incoming.query
+        try:
+            page = int(query.get("Page", "0"))
+            size = min(int(query.get("PageSize", str(PAGE_SIZE))), MAX_PAGE_SIZE)
+        except ValueError:
+            return _error(400, 20001, field="Page or PageSize")
+        if page < 0 or size < 1:
+            return _error(400, 20001, field="Page or PageSize")
+        checks = []
+        for name in ("DateSent", "DateSent>", "DateSent<"):
+            if query.get(name):
+                try:
+                    checks.append(_date_sent_check(name, query[name]))
+                except ValueError:
+                    return _error(400, 20001, field=name)
+        wanted = {"account_sid": account_sid, **{field: query[name] for name, field in (("To", "to"), ("From", "from"))
+                                                 if query.get(name)}}
+        found = [
+            message for accepted_at, message in reversed(self._messages)
+            if all(message[field] == value for field, value in wanted.items())
+            and all(check(datetime.fromtimestamp(int(accepted_at), UTC)) for check in checks)
+        ]
+        uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages.json"
+        filters = {name: value for name, value in query.items() if name not in ("Page", "PageSize", "PageToken")}
+
+        def page_uri(number: int) -> str:
+            return f"{uri}?{urlencode({**filters, 'PageSize': size, 'Page': number})}"
+
+        start = page * size
+        return json_reply(200, {
+            "messages": found[start:start + size],
+            "page": page, "page_size": size, "start": start, "end": start + max(len(found[start:start + size]) - 1, 0),
+            "uri": page_uri(page), "first_page_uri": page_uri(0),
+            "next_page_uri": page_uri(page + 1) if start + size < len(found) else None,
+            "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+        })
+
+    def forget_messages(self) -> None:
+        self._messages.clear()
 
     def resolve_fault(self, status, error, retry_after):
         code = None
@@ -186,6 +243,29 @@ def _message_resource(sid, account_sid, to, sender, service_sid, body, form) -> 
         "to": to,
         "uri": uri,
     }
+
+
+def _as_listed(resource: dict, error_code: int | None) -> dict:
+    """The message as the list API shows it once it went out: sent, then delivered or undelivered."""
+    return {**resource, "from": resource["from"] or POOL_NUMBER, "date_sent": resource["date_created"],
+            "status": "undelivered" if error_code else "delivered", "error_code": error_code,
+            "error_message": "Message Delivery - Undeliverable" if error_code else None}
+
+
+def _date_sent_check(name: str, value: str):
+    """A test on a message's send time for DateSent (same day, or that second), DateSent> (on or after) or
+    DateSent< (on or before). Takes YYYY-MM-DD or the SDK's YYYY-MM-DDTHH:MM:SSZ (UTC)."""
+    if "T" in value:
+        moment = datetime.strptime(value.rstrip("Z"), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+        start, end = moment, moment + timedelta(seconds=1)
+    else:
+        start = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+        end = start + timedelta(days=1)
+    if name == "DateSent>":
+        return lambda sent: sent >= start
+    if name == "DateSent<":
+        return lambda sent: sent < end
+    return lambda sent: start <= sent < end
 
 
 def _error(status: int, code: int, headers: dict | None = None, **values) -> Reply:

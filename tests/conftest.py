@@ -47,7 +47,7 @@ class Workers:
 
 @pytest.fixture(scope="session")
 def workers(django_db_setup, django_db_blocker, broker, tmp_path_factory):
-    pool = Workers(subprocess_env(), tmp_path_factory)
+    pool = Workers(subprocess_env(application_name="herald-test-worker"), tmp_path_factory)
     yield pool
     pool.stop_all()
 

@@ -28,16 +28,18 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: 
         time.sleep(interval)
 
 
-def subprocess_env(**extra: str) -> dict[str, str]:
-    """Environment for a worker or server subprocess: the test settings, on the test database."""
+def subprocess_env(application_name: str = "herald-test", **extra: str) -> dict[str, str]:
+    """Environment for a worker or server subprocess: the test settings, on the test database.
+
+    Connections carry `application_name`, so a test can cut exactly one process off the database.
+    """
     from django.conf import settings
 
     test_db = settings.DATABASES["default"]["NAME"]
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        # Named, so a test can cut exactly the worker off the database (tests/test_faults.py).
-        "DATABASE_URL": urlsplit(settings.DATABASE_URL)._replace(path=f"/{test_db}", query="application_name=herald-test-worker").geturl(),
+        "DATABASE_URL": urlsplit(settings.DATABASE_URL)._replace(path=f"/{test_db}", query=f"application_name={application_name}").geturl(),
         "DATABASE_POOL": "1",
         **extra,
     }
