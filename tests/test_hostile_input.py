@@ -269,3 +269,25 @@ def test_https_settings_follow_the_public_url():
         out = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=120)
         assert out.stdout.strip().splitlines()[-1] == expected, out.stderr
+
+
+def test_a_catastrophic_pattern_in_a_variables_schema_cannot_stall_an_accept(api):
+    # given a template whose schema has a pattern that backtracks exponentially in Python's re
+    from templates_app.models import Template
+
+    Template.objects.create(name="redos", channel="sms", body="{{ code }}",
+                            variables_schema={"type": "object", "properties": {"code": {"type": "string", "pattern": "^(a+)+$"}}})
+    make_recipient("u1")
+
+    started = time.monotonic()
+    response = api.post("/api/v1/notifications", {"user_id": "u1", "type": "transaction", "template": "redos",
+                                                  "variables": {"code": "a" * 5000 + "!"}}, format="json")
+
+    assert response.status_code == 400 and response.json()["error"]["field"] == "variables.code"
+    assert time.monotonic() - started < 1.0
+
+
+def test_patterns_that_need_backtracking_are_refused_when_the_schema_is_saved(api):
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": r"^(a)\1$"}}}
+    response = api.post("/api/v1/templates", {"name": "t", "channel": "sms", "body": "x", "variables_schema": schema}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["field"] == "variables_schema"
