@@ -38,6 +38,7 @@ class Scenario:
     since: int = 0  # the simulator's last request id before the scenario
     started: float = field(default_factory=time.time)
     fault_ended: float | None = None
+    outage_started: float | None = None
     recovered: float | None = None
     skipped: str = ""
     notes: list[str] = field(default_factory=list)

@@ -321,23 +321,31 @@ def twilio_rate_limit(run: Run, per_second: float = 5, count: int = 150) -> Scen
 
 
 def postgres_outage(run: Run, outage: float = 10) -> Scenario:
-    scenario, users = begin(run, "C5", "PostgreSQL outage 10s", 20)
+    scenario, _ = outage_under_load(run, "C5", "PostgreSQL outage 10s", "PostgreSQL",
+                                    run.servers.stop_postgres, run.servers.start_postgres, outage)
+    return scenario
+
+
+def outage_under_load(run: Run, code: str, title: str, what: str, break_it, mend_it, seconds: float) -> tuple[Scenario, list[Post]]:
+    """Send steadily, break something for `seconds`, mend it, then report how the API and readiness behaved."""
+    scenario, users = begin(run, code, title, 20)
     poller = ReadyPoller(run.herald)
     pacer = Pacer(run, scenario, lambda n: (users[n % len(users)], TYPES[n % 2], ("sms", "email")[n // 2 % 2]),
                   per_second=4, limit=200)
     try:
         time.sleep(5)
         down = time.time()
-        run.servers.stop_postgres()
-        sleep_until(down + outage)
+        break_it()
+        sleep_until(down + seconds)
     finally:
-        run.servers.start_postgres()
+        mend_it()
     scenario.fault_ended = time.time()
     time.sleep(8)
     posts, answers = pacer.stop(), poller.stop()
     finish(run, scenario, scenario.fault_ended + 60)
-    report_outage(scenario, posts, answers, down, "PostgreSQL")
-    return scenario
+    report_outage(scenario, posts, answers, down, what)
+    scenario.outage_started = down
+    return scenario, posts
 
 
 def report_outage(scenario: Scenario, posts: list[Post], answers: list, down: float, what: str) -> None:
@@ -362,22 +370,9 @@ def report_outage(scenario: Scenario, posts: list[Post], answers: list, down: fl
 
 
 def redis_stall(run: Run, stall: float = 15) -> Scenario:
-    scenario, users = begin(run, "C6", "Redis SIGSTOP 15s", 20)
-    poller = ReadyPoller(run.herald)
-    pacer = Pacer(run, scenario, lambda n: (users[n % len(users)], TYPES[n % 2], ("sms", "email")[n // 2 % 2]),
-                  per_second=4, limit=200)
-    try:
-        time.sleep(5)
-        down = time.time()
-        run.servers.freeze_redis()
-        sleep_until(down + stall)
-    finally:
-        run.servers.thaw_redis()
-    scenario.fault_ended = time.time()
-    time.sleep(8)
-    posts, answers = pacer.stop(), poller.stop()
-    finish(run, scenario, scenario.fault_ended + 60)
-    report_outage(scenario, posts, answers, down, "Redis")
+    scenario, posts = outage_under_load(run, "C6", "Redis SIGSTOP 15s", "Redis",
+                                        run.servers.freeze_redis, run.servers.thaw_redis, stall)
+    down = scenario.outage_started
     accepted = [post.seconds for post in posts if down <= post.at <= scenario.fault_ended and post.status == 202]
     scenario.expect(bool(accepted) and max(accepted) < 1.5,
                     f"accepts within ~1 s while Redis is stalled (slowest {max(accepted, default=float('nan')):.2f}s)")

@@ -15,12 +15,19 @@ from urllib.parse import urlsplit
 
 # Names that never resolve to anything public, refused without asking DNS.
 LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal", ".home.arpa")
-# getaddrinfo cannot be cancelled; a request waits this long for it and then lets the send-time check decide.
+# getaddrinfo cannot be cancelled or given a timeout: it runs here, and callers stop waiting for it.
 _resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="resolve")
 
 
 class UnsafeDestination(ValueError):
     pass
+
+
+class UnresolvableDestination(Exception):
+    """The name did not resolve (now): a reason to try later, not to give up on the address."""
+
+
+RESOLVE_TIMEOUT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -56,19 +63,20 @@ def _literal(host: str) -> str | None:
         return None
 
 
-def resolve(url: str, allow_private: bool = False) -> Destination:
+def resolve(url: str, allow_private: bool = False, timeout: float = RESOLVE_TIMEOUT_SECONDS) -> Destination:
     """The URL's host resolved once; UnsafeDestination if any address is not public."""
     scheme, host, port = _split(url)
     literal = _literal(host)
     if literal:
         addresses = [literal]
     else:
+        lookup = _resolver.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
         try:
-            addresses = list(dict.fromkeys(
-                info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            ))
+            addresses = list(dict.fromkeys(info[4][0] for info in lookup.result(timeout=timeout)))
+        except FutureTimeout:
+            raise UnresolvableDestination(f"{host} did not resolve within {timeout:g} s") from None
         except (OSError, UnicodeError) as exc:
-            raise UnsafeDestination(f"Cannot resolve {host}: {exc}") from None
+            raise UnresolvableDestination(f"Cannot resolve {host}: {exc}") from None
     if not allow_private:
         for address in addresses:
             if non_public(address):
@@ -92,11 +100,7 @@ def refuse_private_url(url: str, resolve_timeout: float = 1.0) -> None:
     lowered = host.lower().rstrip(".")
     if lowered == LOCAL_NAMES[0] or lowered.endswith(LOCAL_NAMES[1:]):
         raise UnsafeDestination(f"{host} is a local name.")
-    future = _resolver.submit(resolve, url)
     try:
-        future.result(timeout=resolve_timeout)
-    except FutureTimeout:
+        resolve(url, timeout=resolve_timeout)
+    except UnresolvableDestination:
         return
-    except UnsafeDestination as exc:
-        if "non-public" in str(exc):
-            raise

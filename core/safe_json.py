@@ -7,6 +7,7 @@ before anything walks the structure recursively.
 """
 
 import json
+import math
 import re
 from typing import Any
 
@@ -24,10 +25,17 @@ def _no_constants(name: str):
     raise JsonRefused(f"{name} is not a JSON number.")
 
 
+def _finite(literal: str) -> float:
+    number = float(literal)
+    if math.isinf(number):  # 1e400: valid JSON, but no database or client can hold it
+        raise JsonRefused(f"{literal} is too large a number.")
+    return number
+
+
 def parse(text: str | bytes) -> Any:
     """Parse JSON and check every key and string; JsonRefused names the first bad place."""
     try:
-        value = json.loads(text, parse_constant=_no_constants)
+        value = json.loads(text, parse_constant=_no_constants, parse_float=_finite)
     except RecursionError:
         raise JsonRefused(f"JSON nested deeper than {MAX_DEPTH} levels.") from None
     except JsonRefused:

@@ -15,7 +15,8 @@ def client_address(request) -> str:
     if settings.HERALD_CLIENT_IP_HEADER:
         forwarded = request.META.get(settings.HERALD_CLIENT_IP_HEADER, "")
         if forwarded:
-            return forwarded.split(",")[0].strip()
+            # The last hop is the one our proxy added; the ones before it are the client's to invent.
+            return forwarded.split(",")[-1].strip()
     return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 

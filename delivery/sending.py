@@ -40,7 +40,7 @@ CIRCUIT_OPEN = "circuit_open"
 PROVIDER_BUSY = "provider_busy"
 # Waiting is not failing: our own rate limit, the provider's 429 and an open breaker say
 # "not now", so they use up no attempt; the delivery gives up by age (`expired`) instead.
-WAITING = {LOCALLY_THROTTLED, CIRCUIT_OPEN, PROVIDER_BUSY, "rate_limited"}
+WAITING = {LOCALLY_THROTTLED, CIRCUIT_OPEN, PROVIDER_BUSY, "rate_limited", "endpoint_rate_limited"}
 
 
 def expires_at(notification: Notification) -> datetime:
@@ -100,17 +100,36 @@ def make_attempt(delivery: Delivery, claim_at: datetime) -> tuple[SendResult, st
             delivery.content = render_content(delivery)
         result, provider_name = send(delivery, deadline, claim_at)
     except RenderError as exc:
-        result, provider_name = SendResult.failed("render_error", str(exc)), ""
+        # A template that breaks a bound fails at once; a render process that died is ours to retry.
+        result = SendResult.retry("renderer_crashed", str(exc)) if exc.bound == "crash" else SendResult.failed("render_error", str(exc))
+        provider_name = ""
         record_unsent_attempt(delivery, claim_at, result)
     except Exception as exc:  # a bug here must end in a retry and, at worst, a dead letter; never a stuck row
         log.exception("delivery %s: attempt crashed", delivery.pk)
-        result, provider_name = SendResult.retry("internal_error", f"{type(exc).__name__}: {exc}"), ""
-        record_unsent_attempt(delivery, claim_at, result)
+        result, provider_name = journaled_sent(delivery.pk, claim_at) or (
+            SendResult.retry("internal_error", f"{type(exc).__name__}: {exc}"), "")
+        if result.outcome != Outcome.SENT:
+            record_unsent_attempt(delivery, claim_at, result)
     if result.outcome == Outcome.UNKNOWN:
-        attempts = DeliveryAttempt.objects.filter(delivery=delivery, number=delivery.attempts).order_by("-pk")
-        started = attempts.values_list("started_at", flat=True).first()
-        result = settle_unknown(delivery, result, provider_name, started or claim_at)
+        unknown = DeliveryAttempt.objects.filter(
+            delivery=delivery, number=delivery.attempts, outcome=DeliveryAttempt.Outcome.UNKNOWN, finished_at__isnull=True,
+        ).order_by("-pk").first()
+        if unknown is not None:
+            result = settle_unknown(delivery, result, unknown.provider, unknown.started_at)
+            DeliveryAttempt.objects.filter(pk=unknown.pk).update(finished_at=timezone.now())
+        else:
+            result = settle_unknown(delivery, result, "", claim_at)
     return result, provider_name
+
+
+def journaled_sent(delivery_id, claim_at: datetime) -> tuple[SendResult, str] | None:
+    """A provider's "sent" journaled under this claim, if any: what a crash after the answer must not lose."""
+    entry = journal.entries(delivery_id) or {"attempts": {}}
+    for attempt_id, data in entry["attempts"].items():
+        if data["outcome"] == Outcome.SENT and data["claim"] == claim_at.isoformat():
+            provider = DeliveryAttempt.objects.filter(pk=attempt_id).values_list("provider", flat=True).first() or ""
+            return journal.decode_result(data), provider
+    return None
 
 
 def settle_interrupted_attempts(delivery: Delivery, now: datetime) -> tuple[SendResult | None, str]:
@@ -118,16 +137,19 @@ def settle_interrupted_attempts(delivery: Delivery, now: datetime) -> tuple[Send
 
     Returns the result to record instead of sending, or (None, "") when sending again is right.
     """
+    # Unfinished: never answered (the worker died in the call), or answered "unknown" and not
+    # settled yet (the worker died while settling it).
     unfinished = list(DeliveryAttempt.objects.filter(delivery=delivery, finished_at__isnull=True).order_by("pk"))
     if not unfinished:
         return None, ""
-    DeliveryAttempt.objects.filter(pk__in=[a.pk for a in unfinished]).update(
-        finished_at=now, outcome=DeliveryAttempt.Outcome.UNKNOWN, error_code="worker_lost",
+    DeliveryAttempt.objects.filter(pk__in=[a.pk for a in unfinished], outcome="").update(
+        outcome=DeliveryAttempt.Outcome.UNKNOWN, error_code="worker_lost",
         error_message="The worker making this attempt stopped before the provider's answer was recorded.",
     )
     last = unfinished[-1]
     lost = SendResult.unknown("worker_lost", "The worker stopped before the provider's answer was recorded.")
     result = settle_unknown(delivery, lost, last.provider, last.started_at)
+    DeliveryAttempt.objects.filter(pk__in=[a.pk for a in unfinished]).update(finished_at=now)
     return (None, "") if result.outcome == Outcome.RETRY else (result, last.provider)
 
 
@@ -139,7 +161,11 @@ def settle_unknown(delivery: Delivery, unknown: SendResult, provider_name: str, 
         except RenderError:
             pass
     message = build_message(delivery, addresses(delivery) if delivery.channel != Channel.PUSH else [])
-    found, action = unknown_outcomes.decide(message, provider_name, started_at, delivery.notification.type)
+    try:
+        found, action = unknown_outcomes.decide(message, provider_name, started_at, delivery.notification.type)
+    except Exception:  # the policy must settle the attempt even when asking the provider blows up
+        log.exception("delivery %s: could not settle an unknown outcome at %s", delivery.pk, provider_name)
+        found, action = unknown_outcomes.decide(message, "", started_at, delivery.notification.type)
     Delivery.objects.filter(pk=delivery.pk).update(unknown_outcome_action=action)
     log.warning("delivery %s: outcome at %s unknown (%s); %s", delivery.pk, provider_name, unknown.error_code, action)
     if found is not None:
@@ -148,20 +174,25 @@ def settle_unknown(delivery: Delivery, unknown: SendResult, provider_name: str, 
     return SendResult.retry(unknown.error_code, f"{unknown.error_message} Sending again ({action}).", provider_fault=True)
 
 
-def apply_journal(delivery_id) -> bool:
+def apply_journal(delivery_id, only_abandoned: bool = False) -> bool:
     """Record what the journal holds for `delivery_id` that the database may not; True if it held anything.
 
-    Every write is fenced by the claim the entry was made under, so applying an entry twice,
-    or while its worker is still finishing, changes nothing.
+    Every write is fenced by the claim the entry was made under. With `only_abandoned` (the
+    sweep), entries whose claim's lease is still running are left to their worker.
     """
     entry = journal.entries(delivery_id)
     if entry is None:
         return False
     now = timezone.now()
+    if only_abandoned:
+        claims = [datetime.fromisoformat(d["claim"]) for d in [*entry["attempts"].values(), entry["final"] or {}] if d]
+        if any(now - claim < timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS) for claim in claims):
+            return False
     for attempt_id, data in entry["attempts"].items():
         result = journal.decode_result(data)
         DeliveryAttempt.objects.filter(pk=attempt_id, finished_at__isnull=True).update(
-            finished_at=now, outcome=result.outcome, provider_message_id=result.provider_message_id[:255],
+            finished_at=None if result.outcome == Outcome.UNKNOWN else now, outcome=result.outcome,
+            provider_message_id=result.provider_message_id[:255],
             error_code=result.error_code, error_message=result.error_message[:2000],
         )
     final = entry["final"]
@@ -231,7 +262,9 @@ def send_with_failover(
         if not skipped:  # the provider answered (or not): journal it before anything else
             journal.record_attempt(delivery.pk, claim_at, attempt.pk, result)
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(
-            finished_at=timezone.now(),
+            # An unknown outcome stays unfinished until it is settled (make_attempt), so a worker
+            # dying before that leaves it for the takeover to settle, never to resend blindly.
+            finished_at=None if result.outcome == Outcome.UNKNOWN else timezone.now(),
             outcome=DeliveryAttempt.Outcome.SKIPPED if skipped else result.outcome,
             provider_message_id=result.provider_message_id[:255],
             error_code=result.error_code, error_message=result.error_message[:2000],

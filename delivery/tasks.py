@@ -42,7 +42,7 @@ WHERE d.notification_id = n.id AND d.id IN (
     WHERE (status = 'queued' AND published_at IS NULL AND held_until IS NULL AND available_at <= %(now)s)
        OR (status = 'sending' AND claimed_at < %(lease_over)s AND (published_at IS NULL OR published_at < %(lease_over)s))
        OR (status = 'queued' AND held_until IS NULL AND published_at < %(stalled)s AND available_at <= %(stalled)s)
-    ORDER BY available_at
+    ORDER BY (published_at IS NULL) DESC, available_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
@@ -79,7 +79,7 @@ def dispatch_deliveries(limit: int = 2000) -> int:
         lagging = [row[0] for row in cursor.fetchall()]
     published = sum(publish_delivery(pk, channel, priority) for pk, channel, priority in rows)
     for delivery_id in journal.pending():
-        apply_journal(delivery_id)
+        apply_journal(delivery_id, only_abandoned=True)
     for notification_id in lagging:
         refresh_notification_status(notification_id)
     if published:

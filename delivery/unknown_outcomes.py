@@ -22,7 +22,7 @@ from datetime import datetime
 from django.conf import settings
 
 from delivery.channels import Channel
-from delivery.providers import OutgoingMessage, SendResult, get_provider
+from delivery.providers import PROVIDER_CLASSES, OutgoingMessage, SendResult, get_provider
 from delivery.providers.base import LookupUnavailable
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,8 @@ def decide(message: OutgoingMessage, provider_name: str, started_at: datetime, c
 
     A None result means: send again.
     """
-    provider = get_provider(provider_name) if provider_name else None
+    # Several providers (a push to iOS and Android devices) or none: nobody single to ask.
+    provider = get_provider(provider_name) if provider_name in PROVIDER_CLASSES else None
     find_sent = getattr(provider, "find_sent", None)
     if find_sent is not None and message.to:
         try:

@@ -76,6 +76,8 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGALRM, on_alarm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent; it closes our pipe
     sys.setrecursionlimit(2000)
+    sys.stdout.write("ready\n")  # the parent's time limit starts only now, not during our imports
+    sys.stdout.flush()
     for line in sys.stdin.buffer:
         try:
             answer = handle(json.loads(line), time_limit, max_chars)

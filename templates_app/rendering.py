@@ -10,7 +10,7 @@ killed and replaced. The caller waits on a pipe, so other threads and the event 
 import json
 import os
 import queue
-import select
+import selectors
 import subprocess
 import sys
 import threading
@@ -25,6 +25,8 @@ from templates_app.models import Template
 TEXT_FIELDS = ("subject", "title", "body")
 # Killing and restarting a process that overran its time limit: this much grace for the alarm first.
 KILL_GRACE_SECONDS = 0.5
+# A new render process must be ready within this (imports on a busy machine); not a template's fault.
+START_TIMEOUT_SECONDS = 15
 
 
 class RenderError(Exception):
@@ -64,6 +66,11 @@ class RenderProcess:
             cwd=settings.BASE_DIR, env={**os.environ, "PYTHONPATH": str(settings.BASE_DIR)},
         )
         self.buffer = b""
+        self.selector = selectors.DefaultSelector()  # select() fails on descriptors past 1024
+        self.selector.register(self.process.stdout, selectors.EVENT_READ)
+        if self._read_line(START_TIMEOUT_SECONDS) != b"ready":
+            self.kill()
+            raise RenderError("the render process did not start", bound="crash")
 
     @property
     def usable(self) -> bool:
@@ -77,31 +84,36 @@ class RenderProcess:
         except (BrokenPipeError, OSError):
             self.kill()
             raise RenderError("the render process stopped unexpectedly", bound="crash") from None
-        deadline = time.monotonic() + self.limits.time_seconds + KILL_GRACE_SECONDS
-        fd = self.process.stdout.fileno()
-        while b"\n" not in self.buffer:
-            remaining = deadline - time.monotonic()
-            ready = select.select([fd], [], [], max(remaining, 0))[0] if remaining > 0 else []
-            if not ready:
-                self.kill()
-                raise RenderError(
-                    f"rendering took longer than the limit of {self.limits.time_seconds:g} s", bound="time",
-                )
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                self.kill()
-                raise RenderError("the render process stopped while rendering (out of memory?)", bound="memory")
-            self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
+        line = self._read_line(self.limits.time_seconds + KILL_GRACE_SECONDS)
+        if line is None:
+            self.kill()
+            raise RenderError(f"rendering took longer than the limit of {self.limits.time_seconds:g} s", bound="time")
         answer = json.loads(line)
         if answer.get("restart"):
             self.kill()
         return answer
 
+    def _read_line(self, timeout: float) -> bytes | None:
+        """The next line from the process, None if none came within `timeout`; RenderError if it died."""
+        deadline = time.monotonic() + timeout
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.selector.select(remaining):
+                return None
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                self.kill()
+                raise RenderError("the render process stopped while rendering", bound="crash")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+        self.selector.close()
         for pipe in (self.process.stdin, self.process.stdout):
             try:
                 pipe.close()

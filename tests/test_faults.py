@@ -176,7 +176,7 @@ def test_a_stalled_broker_does_not_hold_accepts_and_the_message_goes_out_afterwa
     finally:
         os.kill(broker.process.pid, signal.SIGCONT)
 
-    assert response.status_code == 202 and accept_took < 1.0
+    assert response.status_code == 202 and accept_took < 1.5
     assert ready.status_code == 503 and ready_took < 2.0
     assert ready.json()["checks"]["broker"]["ok"] is False
     wait_for(lambda: status_of(response.json()["id"]) == "sent", 40, message="the relay to publish it after the stall")
@@ -225,8 +225,8 @@ def test_a_stalled_redis_does_not_hang_accepts_receipts_or_readiness(api, stalle
     ready = APIClient().get("/health/ready")
     timings["ready"] = time.monotonic() - started
 
-    assert accepted.status_code == 202 and timings["accept"] < 1.5, timings
-    assert receipt.status_code == 503 and receipt["Retry-After"] and timings["receipt"] < 1.5, timings
+    assert accepted.status_code == 202 and timings["accept"] < 2.0, timings
+    assert receipt.status_code == 503 and receipt["Retry-After"] and timings["receipt"] < 2.0, timings
     assert ready.status_code == 503 and ready.json()["checks"]["redis"]["ok"] is False and timings["ready"] < 2.0, timings
 
 

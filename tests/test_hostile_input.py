@@ -70,6 +70,7 @@ def test_an_unstorable_variables_schema_is_refused_naming_the_field(api):
 @pytest.mark.parametrize("raw", [
     '{"user_id": "u1", "variables": ' + "[" * 1000 + "]" * 1000 + "}",
     '{"user_id": "u1", "variables": {"x": NaN}}',
+    '{"user_id": "u1", "variables": {"x": 1e400}}',
     '{"user_id": "u1", "variables": {"x": "\\ud800"}}',
 ])
 def test_deep_nesting_nan_and_raw_surrogates_are_400s(api, raw):
@@ -291,3 +292,12 @@ def test_patterns_that_need_backtracking_are_refused_when_the_schema_is_saved(ap
     schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": r"^(a)\1$"}}}
     response = api.post("/api/v1/templates", {"name": "t", "channel": "sms", "body": "x", "variables_schema": schema}, format="json")
     assert response.status_code == 400 and response.json()["error"]["field"] == "variables_schema"
+
+
+def test_behind_a_proxy_the_client_is_the_last_forwarded_hop_not_one_the_client_wrote(rf):
+    from core.throttle import client_address
+
+    request = rf.get("/", HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.7", REMOTE_ADDR="10.0.0.1")
+    with override_settings(HERALD_CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR"):
+        assert client_address(request) == "203.0.113.7"
+    assert client_address(request) == "10.0.0.1"

@@ -63,8 +63,8 @@ class SendResult:
         return cls(Outcome.INVALID_RECIPIENT, error_code=code, error_message=message, invalid_addresses=invalid_addresses)
 
     @classmethod
-    def unknown(cls, code: str, message: str) -> "SendResult":
-        return cls(Outcome.UNKNOWN, error_code=code, error_message=message, provider_fault=True)
+    def unknown(cls, code: str, message: str, provider_fault: bool = True) -> "SendResult":
+        return cls(Outcome.UNKNOWN, error_code=code, error_message=message, provider_fault=provider_fault)
 
     @classmethod
     def failed(cls, code: str, message: str, provider_fault: bool = False) -> "SendResult":

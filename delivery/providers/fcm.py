@@ -90,7 +90,8 @@ def classify(exc: Exception) -> SendResult:
     headers = getattr(getattr(exc, "http_response", None), "headers", None)
     text = str(exc)
     if isinstance(exc, messaging.QuotaExceededError):
-        return SendResult.retry("quota_exceeded", text, after=retry_after_seconds(headers))
+        # FCM's 429: waiting, like every provider's rate limit (no attempt used; the shared rate adapts).
+        return SendResult.retry("rate_limited", text, after=retry_after_seconds(headers))
     if isinstance(exc, messaging.ThirdPartyAuthError) or isinstance(exc, (exceptions.UnauthenticatedError, exceptions.PermissionDeniedError)):
         log.error("FCM rejected our credentials: %s", text)
         return SendResult.failed("auth_failed", text, provider_fault=True)

@@ -74,7 +74,9 @@ class TwilioProvider:
         """
         text = sms_text.prepare(message.content.get("body", ""), settings.HERALD_SMS_MAX_SEGMENTS).text
         try:
-            found = self.client.messages.list(to=message.to[0], date_sent_after=since - timedelta(days=1), limit=50)
+            # Newest first, by number only: DateSent is set when a carrier takes the message,
+            # and one Twilio accepted moments ago may not have it yet.
+            found = self.client.messages.list(to=message.to[0], limit=50)
         except (TwilioException, requests.RequestException, ValueError, KeyError) as exc:
             raise LookupUnavailable(f"Twilio's message list did not answer: {exc}") from exc
         for sent in found:

@@ -43,6 +43,8 @@ class WebhookProvider:
             destination = network.resolve(message.to[0], allow_private=settings.HERALD_WEBHOOK_ALLOW_PRIVATE)
         except network.UnsafeDestination as exc:
             return SendResult.failed("forbidden_destination", str(exc))
+        except network.UnresolvableDestination as exc:
+            return SendResult.retry("unresolvable", str(exc))
         try:
             status, response_headers = post_pinned(destination, message.to[0], body.encode(), headers)
         except urllib3.exceptions.NewConnectionError as exc:  # a subclass of the timeout below, so first
@@ -50,15 +52,17 @@ class WebhookProvider:
         except urllib3.exceptions.ConnectTimeoutError as exc:
             return SendResult.retry("connection_error", f"Endpoint unreachable: {exc}")
         except urllib3.exceptions.TimeoutError:
-            return SendResult.unknown("timeout", f"No answer within {settings.HERALD_PROVIDER_TIMEOUT}s")
+            return SendResult.unknown("timeout", f"No answer within {settings.HERALD_PROVIDER_TIMEOUT}s", provider_fault=False)
         except urllib3.exceptions.HTTPError as exc:
-            return SendResult.unknown("connection_lost", f"The connection broke before the endpoint answered: {exc}")
+            return SendResult.unknown("connection_lost", f"The connection broke before the endpoint answered: {exc}", provider_fault=False)
         # One endpoint's trouble is that endpoint's, so nothing here counts toward a provider breaker.
         if 200 <= status < 300:
             return SendResult.sent(webhook_id)
         if status == 410:
             return SendResult.invalid_recipient("endpoint_gone", "The endpoint answered 410 Gone; it will not be called again.")
-        if status in (408, 429) or status >= 500:
+        if status in (408, 429):  # this endpoint asks us to slow down: waiting, not failing
+            return SendResult.retry("endpoint_rate_limited", f"The endpoint answered {status}.", after=retry_after_seconds(response_headers))
+        if status >= 500:
             return SendResult.retry(f"http_{status}", f"The endpoint answered {status}.", after=retry_after_seconds(response_headers))
         return SendResult.failed(f"http_{status}", f"The endpoint answered {status}.")
 
