@@ -44,8 +44,9 @@ def seconds_blocked(scope: str, request) -> int:
 def record_failure(scope: str, request) -> None:
     try:
         pipe = redis_client.shared().pipeline()
+        # The window starts at the first failure (SET NX rather than EXPIRE NX, which needs Redis 7).
+        pipe.set(_key(scope, request), 0, ex=settings.HERALD_AUTH_FAILURE_WINDOW_SECONDS, nx=True)
         pipe.incr(_key(scope, request))
-        pipe.expire(_key(scope, request), settings.HERALD_AUTH_FAILURE_WINDOW_SECONDS, nx=True)
         pipe.execute()
     except RedisError:
         pass
