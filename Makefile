@@ -24,9 +24,9 @@ bench: .venv/.installed
 chaos: .venv/.installed
 	env -u DATABASE_URL -u REDIS_URL .venv/bin/python -m chaos $(SCENARIOS)
 
-.venv/.installed: requirements.txt
+.venv/.installed: requirements.txt requirements-dev.txt
 	test -x .venv/bin/python || python3 -m venv .venv
-	.venv/bin/python -m pip install -r requirements.txt
+	.venv/bin/python -m pip install -r requirements-dev.txt
 	touch $@
 
 clean:

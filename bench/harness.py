@@ -21,7 +21,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config.queues import WORKER_FLAGS  # noqa: E402
+from core.queues import WORKER_FLAGS  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

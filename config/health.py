@@ -13,8 +13,8 @@ from django.conf import settings
 from django.http import JsonResponse
 from kombu import Connection
 
-from config.queues import ALL_QUEUES
 from core import redis_client
+from core.queues import ALL_QUEUES
 
 READY_DEADLINE_SECONDS = 1.5
 CHECK_TIMEOUT_SECONDS = 1

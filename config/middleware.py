@@ -7,6 +7,7 @@ from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
 
 from core import throttle
+from core.errors import payload_too_large
 
 
 class ApiBodySizeLimit:
@@ -34,15 +35,6 @@ class ApiBodySizeLimit:
                 except RequestDataTooBig:
                     return payload_too_large()
         return self.get_response(request)
-
-
-def payload_too_large(limit_bytes: int | None = None) -> JsonResponse:
-    """413 naming the limit the body broke: the API's (API_MAX_BODY_BYTES) unless another applied."""
-    limit = (settings.API_MAX_BODY_BYTES if limit_bytes is None else limit_bytes) // 1024
-    return JsonResponse(
-        {"error": {"code": "payload_too_large", "message": f"Request body exceeds {limit} KiB.", "field": None}},
-        status=413,
-    )
 
 
 class RefuseUnstorableUrls:

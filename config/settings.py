@@ -197,8 +197,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["notifications.auth.HasScope"],
     "DEFAULT_PARSER_CLASSES": ["core.parsers.CheckedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "notifications.errors.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "config.openapi.HeraldAutoSchema",
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.HeraldAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -211,11 +211,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # One name for the channel vocabulary, wherever a field offers it.
-    "ENUM_NAME_OVERRIDES": {"ChannelEnum": "delivery.channels.Channel"},
+    "ENUM_NAME_OVERRIDES": {"ChannelEnum": "core.vocabulary.Channel"},
 }
 
 # --- Celery -------------------------------------------------------------------------------
-from config.queues import CELERY_QUEUES  # noqa: E402
+from core.queues import CELERY_QUEUES  # noqa: E402
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -29,5 +29,5 @@ urlpatterns = [
     path(api + "notifications/<uuid:notification_id>/cancel", notifications.NotificationCancel.as_view()),
 ]
 
-handler404 = "notifications.errors.json_404"
-handler500 = "notifications.errors.json_500"
+handler404 = "core.errors.json_404"
+handler500 = "core.errors.json_500"

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class DeliveryConfig(AppConfig):
     name = "delivery"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from core import personal_data as registry
+        from delivery import personal_data
+
+        registry.register("delivery", erase=personal_data.erase)

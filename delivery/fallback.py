@@ -5,13 +5,13 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from core.states import Status
 from delivery.models import Delivery
 from delivery.publishing import publish_delivery
 from delivery.reachability import unreachable_channels
 from notifications.models import Notification
 from notifications.policy import fallback_order
 from notifications.routing import dedup_key
-from notifications.states import Status
 from preferences import policy as preference_policy
 from templates_app.models import Template
 

@@ -3,8 +3,8 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from delivery.channels import Channel
-from notifications.states import Status
+from core.states import Status
+from core.vocabulary import Channel
 
 
 class Delivery(models.Model):

@@ -1,5 +1,5 @@
-from config.celery import publish
-from config.queues import delivery_queue
+from core.publishing import publish
+from core.queues import delivery_queue
 
 DELIVER_TASK = "delivery.tasks.deliver"
 

@@ -1,4 +1,4 @@
-from delivery.channels import Channel
+from core.vocabulary import Channel
 from delivery.models import Suppression
 from notifications.policy import unreachable_reason
 from preferences.models import Recipient

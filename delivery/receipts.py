@@ -15,9 +15,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core import redis_client
+from core.states import Status, transition
 from delivery.fallback import fall_back
 from delivery.models import Delivery, DeliveryEvent, Suppression
-from notifications.states import DELIVERY_TRANSITIONS, Status, transition
+from delivery.states import DELIVERY_TRANSITIONS
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,16 @@ from django.db.models import F, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from core.states import Status, transition
+from core.vocabulary import Channel
 from delivery import journal, rate_limit, receipts, unknown_outcomes
 from delivery.breaker import call_through_breaker
-from delivery.channels import Channel
 from delivery.fallback import fall_back
 from delivery.models import DeadLetter, Delivery, DeliveryAttempt, Suppression
 from delivery.providers import Outcome, OutgoingMessage, SendResult, get_provider, provider_names
+from delivery.states import DELIVERY_TRANSITIONS
 from notifications.models import Notification
-from notifications.states import DELIVERY_TRANSITIONS, NOTIFICATION_TRANSITIONS, Status, transition
+from notifications.states import NOTIFICATION_TRANSITIONS
 from preferences import unsubscribe
 from preferences.models import Device
 from templates_app.models import Template

@@ -7,11 +7,11 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from core.states import Status
 from delivery import journal
 from delivery.models import Delivery
 from delivery.publishing import publish_delivery
 from delivery.sending import apply_journal, attempt_delivery, refresh_notification_status
-from notifications.states import Status
 
 log = logging.getLogger(__name__)
 

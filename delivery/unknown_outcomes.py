@@ -21,7 +21,7 @@ from datetime import datetime
 
 from django.conf import settings
 
-from delivery.channels import Channel
+from core.vocabulary import Channel
 from delivery.providers import PROVIDER_CLASSES, OutgoingMessage, SendResult, get_provider
 from delivery.providers.base import LookupUnavailable
 

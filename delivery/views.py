@@ -20,17 +20,16 @@ from rest_framework.views import APIView
 from sendgrid.helpers.eventwebhook import EventWebhook
 from twilio.request_validator import RequestValidator
 
-from config.middleware import payload_too_large
-from config.openapi import error, results_of
 from core import redis_client, safe_json
+from core.errors import ApiError, payload_too_large
+from core.openapi import error, results_of
+from core.serializers import StrictSerializer, choice
+from core.states import Status
+from core.vocabulary import Channel
 from delivery import receipts
-from delivery.channels import Channel
 from delivery.models import DeadLetter, Delivery
 from delivery.sending import requeue_dead_letter
-from notifications.errors import ApiError
-from notifications.fields import StrictSerializer, choice
 from notifications.models import Notification
-from notifications.states import Status
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
+from core.errors import ApiError
 from inbox.tokens import InboxToken, TokenError, read_token
-from notifications.errors import ApiError
 from preferences.models import Recipient
 
 

@@ -12,11 +12,11 @@ from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from core.errors import ApiError, error_body
+from core.vocabulary import NotificationType
 from inbox.tokens import issue_token
 from inbox.views import token_response
 from notifications.accept import accept_notification
-from notifications.errors import ApiError, error_body
-from notifications.models import NotificationType
 from notifications.serializers import NotificationRequest
 from preferences.models import Recipient
 from templates_app.models import Template

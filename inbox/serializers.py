@@ -1,8 +1,8 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from core.serializers import StrictSerializer, choice
 from inbox.items import GROUP_BY, STATES
-from notifications.fields import StrictSerializer, choice
 
 
 class ItemView(serializers.Serializer):

@@ -11,6 +11,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.errors import ApiError
 from inbox import items
 from inbox.auth import HasInboxToken, InboxTokenAuthentication
 from inbox.serializers import (
@@ -25,7 +26,6 @@ from inbox.serializers import (
     MarkAllResult,
 )
 from inbox.tokens import issue_token
-from notifications.errors import ApiError
 from preferences.models import Recipient
 
 # Inbox tokens travel in a header, never in cookies, so any site may call these endpoints:

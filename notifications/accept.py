@@ -17,12 +17,13 @@ from django.db.models.functions import JSONObject
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
-from config.celery import publish
-from config.queues import routing_queue
-from notifications.errors import ApiError
+from core.errors import ApiError
+from core.publishing import publish
+from core.queues import routing_queue
+from core.states import Status, initial_history, transition
 from notifications.models import ApiKey, Notification, Outbox
 from notifications.policy import default_priority
-from notifications.states import NOTIFICATION_TRANSITIONS, Status, initial_history, transition
+from notifications.states import NOTIFICATION_TRANSITIONS
 from preferences.models import Recipient
 from templates_app.models import Template
 from templates_app.variables import variable_errors

@@ -4,7 +4,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from core import throttle
-from notifications.errors import ApiError
+from core.errors import ApiError
 from notifications.models import ApiKey, hash_api_key
 
 

@@ -5,22 +5,8 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from notifications.states import Status
-
-
-class NotificationType(models.TextChoices):
-    TRANSACTION = "transaction"
-    SECURITY = "security"
-    MARKETING = "marketing"
-    REMINDER = "reminder"
-    SOCIAL = "social"
-
-
-class Priority(models.TextChoices):
-    CRITICAL = "critical"
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
+from core.states import Status
+from core.vocabulary import NotificationType, Priority
 
 
 class Notification(models.Model):

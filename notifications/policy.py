@@ -2,8 +2,7 @@
 
 from dataclasses import dataclass
 
-from delivery.channels import Channel
-from notifications.models import NotificationType, Priority
+from core.vocabulary import Channel, NotificationType, Priority
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from core.states import Status, transition
 from delivery.models import Delivery
 from delivery.publishing import publish_delivery
 from delivery.reachability import unreachable_channels
 from notifications.models import Notification, Outbox
 from notifications.policy import choose_channels
-from notifications.states import NOTIFICATION_TRANSITIONS, Status, transition
+from notifications.states import NOTIFICATION_TRANSITIONS
 from preferences import policy as preference_policy
 from templates_app.models import Template
 

@@ -1,11 +1,11 @@
 from django.utils import timezone
 from rest_framework import serializers
 
-from delivery.channels import Channel
+from core.serializers import StrictSerializer, choice
+from core.states import Status
+from core.vocabulary import Channel, NotificationType, Priority
 from delivery.models import Delivery
-from notifications.fields import StrictSerializer, choice
-from notifications.models import Notification, NotificationType, Priority
-from notifications.states import Status
+from notifications.models import Notification
 
 
 class NotificationRequest(StrictSerializer):
@@ -92,20 +92,3 @@ class NotificationSummary(serializers.ModelSerializer):
     class Meta:
         model = Notification
         fields = ["id", "type", "priority", "template", "status", "created_at", "scheduled_at"]
-
-
-class Error(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable and machine-readable, e.g. `invalid_choice` or `not_found`.")
-    message = serializers.CharField()
-    field = serializers.CharField(allow_null=True, help_text="The body field, parameter or header at fault, if one is.")
-    details = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()), required=False,
-        help_text='Validation errors: every message per field ("non_field" for the body as a whole).',
-    )
-    current_version = serializers.IntegerField(required=False, help_text="412 only: the version now stored.")
-
-
-class ErrorResponse(serializers.Serializer):
-    """The body of every 4xx and 5xx answer of the API (notifications.errors)."""
-
-    error = Error()

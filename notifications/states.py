@@ -1,31 +1,6 @@
-"""The status state machine shared by notifications and their per-channel deliveries.
+"""The notification's state table (the engine is core.states.transition)."""
 
-pending → queued → routing → sending → sent → delivered → read, with failed and bounced;
-a retry moves a delivery failed → queued. A transition is one conditional UPDATE: the row
-moves only if it is still in a state the move is allowed from, so two workers racing for
-the same row cannot both win, and every move is appended to the row's timestamped history.
-"""
-
-from datetime import datetime
-
-from django.db import models
-from django.db.models import F, Func, Q, Value
-from django.utils import timezone
-
-
-class Status(models.TextChoices):
-    SCHEDULED = "scheduled"
-    PENDING = "pending"
-    QUEUED = "queued"
-    ROUTING = "routing"
-    SENDING = "sending"
-    SENT = "sent"
-    DELIVERED = "delivered"
-    READ = "read"
-    FAILED = "failed"
-    BOUNCED = "bounced"
-    CANCELED = "canceled"
-
+from core.states import Status
 
 S = Status
 
@@ -42,69 +17,3 @@ NOTIFICATION_TRANSITIONS: dict[str, set[str]] = {
     # A dead-lettered delivery requeued by ops brings its notification back to sending.
     S.FAILED: {S.SENDING},
 }
-
-DELIVERY_TRANSITIONS: dict[str, set[str]] = {
-    S.QUEUED: {S.SENDING, S.CANCELED},
-    # sending → sending: a lease taken over after the worker holding it died.
-    # sending → queued: waiting (rate limit, open breaker), which is not a failed attempt.
-    S.SENDING: {S.SENDING, S.SENT, S.FAILED, S.QUEUED},
-    S.SENT: {S.DELIVERED, S.READ, S.BOUNCED, S.FAILED},
-    S.DELIVERED: {S.READ, S.BOUNCED},
-    S.FAILED: {S.QUEUED},
-}
-
-
-class IllegalTransition(Exception):
-    pass
-
-
-class JSONBAppend(Func):
-    template = "%(expressions)s"
-    arg_joiner = " || "
-    output_field = models.JSONField()
-
-
-def allowed_sources(table: dict[str, set[str]], target: str) -> set[str]:
-    return {source for source, targets in table.items() if target in targets}
-
-
-def transition(
-    model: type[models.Model],
-    table: dict[str, set[str]],
-    pk,
-    target: str,
-    *,
-    sources: set[str] | None = None,
-    condition: Q | None = None,
-    reason: str = "",
-    at: datetime | None = None,
-    **fields,
-) -> bool:
-    """Move row `pk` to `target` if it is in one of `sources`; return whether it moved.
-
-    `sources` defaults to every state the table allows `target` from. Asking for a move the
-    table forbids is a programming error and raises IllegalTransition.
-    """
-    legal = allowed_sources(table, target)
-    if sources is None:
-        sources = legal
-    elif not sources <= legal:
-        raise IllegalTransition(f"{sorted(sources - legal)} → {target} is not allowed")
-    at = at or timezone.now()
-    entry = {"status": str(target), "at": at.isoformat()}
-    if reason:
-        entry["reason"] = reason
-    rows = model.objects.filter(pk=pk, status__in=sources)
-    if condition is not None:
-        rows = rows.filter(condition)
-    updated = rows.update(
-        status=target,
-        status_changed_at=at,
-        status_history=JSONBAppend(F("status_history"), Value([entry], output_field=models.JSONField())),
-        **fields,
-    )
-    return updated == 1
-
-
-def initial_history(status: str, at: datetime) -> list[dict]:
-    return [{"status": str(status), "at": at.isoformat()}]

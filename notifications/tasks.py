@@ -8,10 +8,11 @@ from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from core.states import Status, transition
 from notifications import routing
 from notifications.accept import publish_for_routing
 from notifications.models import Notification, Outbox
-from notifications.states import NOTIFICATION_TRANSITIONS, Status, transition
+from notifications.states import NOTIFICATION_TRANSITIONS
 
 log = logging.getLogger(__name__)
 

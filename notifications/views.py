@@ -6,14 +6,14 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.openapi import error
+from core.errors import ApiError
+from core.openapi import error
+from core.states import Status
 from delivery.models import Delivery
 from notifications import routing
 from notifications.accept import accept_notification
-from notifications.errors import ApiError
 from notifications.models import Notification
 from notifications.serializers import AcceptedNotification, NotificationRequest, NotificationSummary, NotificationView
-from notifications.states import Status
 from preferences.models import Recipient
 
 

@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from delivery.channels import Channel
+from core.vocabulary import Channel
 from preferences.models import CategorySetting, Device, Preferences, Recipient
 
 

@@ -2,9 +2,8 @@
 
 from datetime import time
 
-from delivery.channels import Channel
-from notifications.errors import ApiError
-from notifications.models import NotificationType
+from core.errors import ApiError
+from core.vocabulary import Channel, NotificationType
 from preferences.models import Preferences, Recipient
 from preferences.quiet_hours import InvalidQuietHours, check_window
 from preferences.snapshot import CategoryPolicy, Choices, category_channels, category_enabled

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from notifications.models import NotificationType
+from core.vocabulary import NotificationType
 
 E164 = RegexValidator(r"\A\+[1-9]\d{1,14}\Z", "Phone numbers must be in E.164 form, e.g. +14155550123.")
 USER_ID = RegexValidator(r"\A[A-Za-z0-9_.@:+-]{1,255}\Z", "Use 1-255 letters, digits or _ . @ : + -")
@@ -63,7 +63,7 @@ class Device(models.Model):
 
 
 def validate_channel_list(value) -> None:
-    from delivery.channels import Channel
+    from core.vocabulary import Channel
 
     if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
         raise ValidationError("Give a list of channel names.")

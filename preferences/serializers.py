@@ -2,9 +2,8 @@ from django.conf import settings
 from rest_framework import serializers
 
 from core import network
-from delivery.channels import Channel
-from notifications.fields import StrictSerializer, choice
-from notifications.models import NotificationType
+from core.serializers import StrictSerializer, choice
+from core.vocabulary import Channel, NotificationType
 from preferences.models import E164, LOCALE, Device, Recipient, validate_timezone
 
 

@@ -12,8 +12,8 @@ from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.openapi import error
-from notifications.errors import ApiError, error_body
+from core.errors import ApiError, error_body
+from core.openapi import error
 from preferences import editing, privacy, store, unsubscribe
 from preferences.models import USER_ID, Device, Recipient
 from preferences.serializers import (

@@ -23,7 +23,7 @@ from typing import IO
 from services import ROOT, VAR_DIR, Services, ensure_services, stop_services
 
 sys.path.insert(0, str(ROOT))
-from config.queues import BULK_QUEUES, URGENT_QUEUES, WORKER_FLAGS  # noqa: E402
+from core.queues import BULK_QUEUES, URGENT_QUEUES, WORKER_FLAGS  # noqa: E402
 
 BIN = Path(sys.executable).parent
 STOP_TIMEOUT = 10.0

@@ -1,6 +1,6 @@
 from django.db import models
 
-from delivery.channels import Channel
+from core.vocabulary import Channel
 
 
 class Template(models.Model):

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
-from delivery.channels import Channel
-from notifications.fields import StrictSerializer, choice
+from core.serializers import StrictSerializer, choice
+from core.vocabulary import Channel
 from preferences.models import LOCALE
 from templates_app.models import Template
 from templates_app.rendering import HTML_FIELDS, TEXT_FIELDS, template_problem

@@ -5,9 +5,9 @@ from rest_framework import status as http
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.openapi import error, results_of
-from delivery.channels import Channel
-from notifications.errors import ApiError
+from core.errors import ApiError
+from core.openapi import error, results_of
+from core.vocabulary import Channel
 from templates_app.models import Template
 from templates_app.serializers import TemplateRequest, TemplateView
 

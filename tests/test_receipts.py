@@ -13,9 +13,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from twilio.request_validator import RequestValidator
 
+from core.states import Status
 from delivery.models import DeadLetter, Delivery, DeliveryEvent, Suppression
 from notifications.models import Notification
-from notifications.states import Status
 from tests.factories import make_recipient, make_templates
 
 PRIVATE_KEY = ec.generate_private_key(ec.SECP256R1())

@@ -5,9 +5,10 @@ import threading
 import pytest
 from django.db import connection
 
+from core.states import IllegalTransition, Status, transition
 from delivery.models import Delivery
+from delivery.states import DELIVERY_TRANSITIONS
 from notifications.models import Notification
-from notifications.states import DELIVERY_TRANSITIONS, IllegalTransition, Status, transition
 from tests.factories import make_recipient
 
 

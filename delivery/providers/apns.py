@@ -14,6 +14,7 @@ from aioapns.exceptions import MaxAttemptsExceeded
 from django.conf import settings
 from h2.exceptions import ProtocolError
 
+from core.queues import URGENT_PRIORITIES
 from delivery.providers.base import OutgoingMessage, SendResult
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class ApnsProvider:
             # replaces the first alert on the device instead of showing a second one.
             notification_id=str(uuid.uuid5(uuid.UUID(message.delivery_id), token)),
             time_to_live=metadata.get("ttl_seconds", settings.APNS_DEFAULT_TTL_SECONDS),
-            priority=10 if message.priority == "critical" or message.priority == "high" else 5,
+            priority=10 if message.priority in URGENT_PRIORITIES else 5,
             collapse_key=metadata.get("collapse_key") or message.delivery_id,
             push_type=PushType.ALERT,
         )

@@ -7,11 +7,11 @@ import firebase_admin
 from django.conf import settings
 from firebase_admin import _http_client, credentials, exceptions, messaging
 
+from core.queues import URGENT_PRIORITIES
 from delivery.providers.base import OutgoingMessage, SendResult, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
-URGENT = ("critical", "high")
 GOOGLE_FCM_HOST = "https://fcm.googleapis.com"
 
 
@@ -43,7 +43,7 @@ class FcmProvider:
         )
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        urgent = message.priority in URGENT
+        urgent = message.priority in URGENT_PRIORITIES
         collapse_key = message.metadata.get("collapse_key") if isinstance(message.metadata, dict) else None
         batch = [
             messaging.Message(

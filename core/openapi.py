@@ -4,11 +4,26 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
-from notifications.serializers import ErrorResponse
+
+class Error(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable and machine-readable, e.g. `invalid_choice` or `not_found`.")
+    message = serializers.CharField()
+    field = serializers.CharField(allow_null=True, help_text="The body field, parameter or header at fault, if one is.")
+    details = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False,
+        help_text='Validation errors: every message per field ("non_field" for the body as a whole).',
+    )
+    current_version = serializers.IntegerField(required=False, help_text="412 only: the version now stored.")
+
+
+class ErrorResponse(serializers.Serializer):
+    """The body of every 4xx and 5xx answer of the API (core.errors)."""
+
+    error = Error()
 
 
 def error(description: str) -> OpenApiResponse:
-    """An error response in the shape of notifications.errors, for codes particular to one view."""
+    """An error response in the shape of core.errors, for codes particular to one view."""
     return OpenApiResponse(ErrorResponse, description)
 
 

@@ -9,6 +9,7 @@ from kombu import Queue
 
 PRIORITIES = ("critical", "high", "medium", "low")
 CHANNELS = ("email", "sms", "push", "in_app", "webhook")
+# Critical and high go through each channel's urgent lane and, on push, at high priority.
 URGENT_PRIORITIES = ("critical", "high")
 
 

@@ -3,12 +3,11 @@
 import json
 import logging
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-
-from config.middleware import payload_too_large
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +78,12 @@ def json_404(request, exception=None):
 
 def json_500(request):
     return JsonResponse(error_body("server_error", "Internal error; it has been logged."), status=500)
+
+
+def payload_too_large(limit_bytes: int | None = None) -> JsonResponse:
+    """413 naming the limit the body broke: the API's (API_MAX_BODY_BYTES) unless another applied."""
+    limit = (settings.API_MAX_BODY_BYTES if limit_bytes is None else limit_bytes) // 1024
+    return JsonResponse(
+        {"error": {"code": "payload_too_large", "message": f"Request body exceeds {limit} KiB.", "field": None}},
+        status=413,
+    )
