@@ -8,6 +8,7 @@ run: .venv/.installed
 	.venv/bin/python scripts/run.py
 
 test: .venv/.installed chromium
+	.venv/bin/lint-imports
 	.venv/bin/python scripts/with_services.py .venv/bin/python -m pytest $(PYTEST_ARGS)
 
 # The browser tests drive Debian's Chromium; install it where we can (root with apt), else they skip.

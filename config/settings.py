@@ -269,6 +269,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_float("HERALD_RELEASE_INTERVAL", 5.0),
         "options": {"queue": "critical", "expires": 30},
     },
+    "repair-lagging-notifications": {
+        "task": "notifications.tasks.repair_lagging_notifications",
+        "schedule": env_float("HERALD_REPAIR_INTERVAL", 10.0),
+        "options": {"queue": "critical", "expires": 30},
+    },
     "dispatch-deliveries": {
         "task": "delivery.tasks.dispatch_deliveries",
         "schedule": env_float("HERALD_DISPATCH_INTERVAL", 1.0),

@@ -27,6 +27,7 @@ urlpatterns = [
     path(api + "notifications", notifications.NotificationCreate.as_view()),
     path(api + "notifications/<uuid:notification_id>", notifications.NotificationDetail.as_view()),
     path(api + "notifications/<uuid:notification_id>/cancel", notifications.NotificationCancel.as_view()),
+    path(api + "notifications/<uuid:notification_id>/events", notifications.NotificationEvents.as_view()),
 ]
 
 handler404 = "core.errors.json_404"

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from core import redis_client
 from core.states import Status, transition
-from delivery.fallback import fall_back
+from delivery import signals
 from delivery.models import Delivery, DeliveryEvent, Suppression
 from delivery.states import DELIVERY_TRANSITIONS
 
@@ -121,8 +121,6 @@ def apply(stored: DeliveryEvent, effect: Effect) -> bool:
     fields = {name: at for name in effect.fields}
     if effect.error_code:
         fields.update(error_code=effect.error_code, error_message=effect.error_message)
-    from delivery.sending import refresh_notification_status
-
     # The move, its consequences (suppression, fallback) and marking the event applied commit
     # together: a crash in between would otherwise leave a bounce nobody acts on.
     with transaction.atomic():
@@ -135,21 +133,20 @@ def apply(stored: DeliveryEvent, effect: Effect) -> bool:
         elif effect.suppress:
             suppress_and_fall_back(delivery, effect)
         DeliveryEvent.objects.filter(pk=stored.pk).update(applied=True)
-    if moved:
-        refresh_notification_status(delivery.notification_id, effect.status)
+        if moved:
+            signals.delivery_moved.send(sender=Delivery, notification_id=delivery.notification_id, status=effect.status)
     return moved
 
 
 def suppress_and_fall_back(delivery: Delivery, effect: Effect) -> None:
-    from delivery.sending import addresses
-
     delivery = Delivery.objects.select_related("notification__recipient").get(pk=delivery.pk)
-    for address in addresses(delivery):
+    address = delivery.notification.recipient.contact_addresses().get(delivery.channel)
+    if address:
         Suppression.objects.get_or_create(
             channel=delivery.channel, address=address,
             defaults={"reason": effect.error_code, "detail": effect.error_message},
         )
-    fall_back(delivery, effect.error_code)
+    signals.delivery_cannot_reach.send(sender=Delivery, delivery=delivery, reason=effect.error_code)
 
 
 def apply_pending(delivery: Delivery) -> None:

@@ -21,14 +21,11 @@ from redis.exceptions import RedisError
 
 from core.states import Status, transition
 from core.vocabulary import Channel
-from delivery import journal, rate_limit, receipts, unknown_outcomes
+from delivery import journal, rate_limit, receipts, signals, unknown_outcomes
 from delivery.breaker import call_through_breaker
-from delivery.fallback import fall_back
 from delivery.models import DeadLetter, Delivery, DeliveryAttempt, Suppression
 from delivery.providers import Outcome, OutgoingMessage, SendResult, get_provider, provider_names
 from delivery.states import DELIVERY_TRANSITIONS
-from notifications.models import Notification
-from notifications.states import NOTIFICATION_TRANSITIONS
 from preferences import unsubscribe
 from preferences.models import Device
 from templates_app.models import Template
@@ -36,7 +33,6 @@ from templates_app.rendering import RenderError, render, select_variant
 
 log = logging.getLogger(__name__)
 
-FAILED_STATES = {Status.FAILED, Status.BOUNCED, Status.CANCELED}
 LOCALLY_THROTTLED = "rate_limited_locally"
 CIRCUIT_OPEN = "circuit_open"
 PROVIDER_BUSY = "provider_busy"
@@ -45,7 +41,7 @@ PROVIDER_BUSY = "provider_busy"
 WAITING = {LOCALLY_THROTTLED, CIRCUIT_OPEN, PROVIDER_BUSY, "rate_limited", "endpoint_rate_limited"}
 
 
-def expires_at(notification: Notification) -> datetime:
+def expires_at(notification) -> datetime:
     """When the notification stops being worth sending: its category's time to live after it was due."""
     ttl = settings.HERALD_TTL_SECONDS.get(notification.type, settings.HERALD_DEFAULT_TTL_SECONDS)
     return (notification.scheduled_at or notification.created_at) + timedelta(seconds=ttl)
@@ -392,16 +388,12 @@ def build_message(delivery: Delivery, to: list[str]) -> OutgoingMessage:
 
 
 def addresses(delivery: Delivery) -> list[str]:
+    """Where the delivery goes: the contact address for its channel, or the person's id (in-app)."""
     recipient = delivery.notification.recipient
-    match delivery.channel:
-        case Channel.EMAIL:
-            return [recipient.email] if recipient.email else []
-        case Channel.SMS:
-            return [recipient.phone] if recipient.phone else []
-        case Channel.WEBHOOK:
-            return [recipient.webhook_url] if recipient.webhook_url else []
-        case _:
-            return [recipient.external_id]
+    contact = recipient.contact_addresses()
+    if delivery.channel in contact:
+        return [contact[delivery.channel]] if contact[delivery.channel] else []
+    return [recipient.external_id]
 
 
 def push_targets(delivery: Delivery) -> dict[str, list[str]]:
@@ -435,7 +427,7 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
                 sent_at=now, error_code="", error_message="", content=delivery.content,
             )
             if sent:
-                refresh_notification_status(delivery.notification_id, Status.SENT)
+                signals.delivery_moved.send(sender=Delivery, notification_id=delivery.notification_id, status=Status.SENT)
         if sent:
             delivery.provider_message_id = result.provider_message_id[:255]
             replay_early_receipts(delivery)
@@ -468,10 +460,10 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
                 if result.outcome == Outcome.INVALID_RECIPIENT:
                     if delivery.channel != Channel.PUSH:
                         suppress_address(delivery, result)
-                    fall_back(delivery, result.error_code)
+                    signals.delivery_cannot_reach.send(sender=Delivery, delivery=delivery, reason=result.error_code)
                 else:
                     dead_letter(delivery, give_up_reason(result), result)
-                refresh_notification_status(delivery.notification_id)
+                signals.delivery_moved.send(sender=Delivery, notification_id=delivery.notification_id, status=None)
 
 
 def gives_up(delivery: Delivery, result: SendResult, now: datetime) -> bool:
@@ -554,37 +546,6 @@ def dead_letter(delivery: Delivery, reason: str, result: SendResult) -> None:
     log.warning("delivery %s dead-lettered: %s (%s)", delivery.pk, reason, result.error_code)
 
 
-def overall_status(delivery_statuses: list[str]) -> str | None:
-    """The notification's status as its deliveries stand: the furthest any got, or failed if all did."""
-    for status in (Status.READ, Status.DELIVERED, Status.SENT):
-        if status in delivery_statuses:
-            return status
-    if any(s in (Status.QUEUED, Status.SENDING) for s in delivery_statuses):
-        return Status.SENDING
-    if delivery_statuses and all(s in FAILED_STATES for s in delivery_statuses):
-        return Status.FAILED
-    return None
-
-
-PROGRESS = (Status.SENDING, Status.SENT, Status.DELIVERED, Status.READ)
-
-
-def refresh_notification_status(notification_id, delivery_status: str | None = None) -> None:
-    """Bring the notification's overall status in line with its deliveries.
-
-    A delivery moving forward (sent, delivered, read) can only move the notification forward
-    to the same place, which needs no look at its siblings; anything else recomputes.
-    """
-    if delivery_status in PROGRESS[1:]:
-        behind = set(PROGRESS[: PROGRESS.index(delivery_status)])
-        transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, delivery_status, sources=behind)
-        return
-    statuses = list(Delivery.objects.filter(notification_id=notification_id).values_list("status", flat=True))
-    target = overall_status(statuses)
-    if target:
-        transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, target)
-
-
 def requeue_dead_letter(dead_letter_id: int) -> bool:
     """Give a dead-lettered delivery a fresh set of attempts; False if it was already requeued."""
     from delivery.publishing import publish_delivery
@@ -598,7 +559,7 @@ def requeue_dead_letter(dead_letter_id: int) -> bool:
             return False
         letter.requeued_at = timezone.now()
         letter.save(update_fields=["requeued_at"])
-        refresh_notification_status(delivery.notification_id)
+        signals.delivery_moved.send(sender=Delivery, notification_id=delivery.notification_id, status=None)
         priority = delivery.notification.priority
         transaction.on_commit(lambda: publish_delivery(delivery.pk, delivery.channel, priority))
     return True

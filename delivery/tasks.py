@@ -11,7 +11,7 @@ from core.states import Status
 from delivery import journal
 from delivery.models import Delivery
 from delivery.publishing import publish_delivery
-from delivery.sending import apply_journal, attempt_delivery, refresh_notification_status
+from delivery.sending import apply_journal, attempt_delivery
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +50,6 @@ RETURNING d.id, d.channel, n.priority
 """
 
 
-# Notifications still `sending` although none of their deliveries is: left behind by a process
-# that died between the two writes before they were made in one transaction, or by a repair.
-LAGGING_NOTIFICATIONS_SQL = """
-SELECT n.id FROM notifications_notification AS n
-WHERE n.status = 'sending' AND n.status_changed_at < %(settled)s
-  AND NOT EXISTS (SELECT 1 FROM delivery_delivery AS d WHERE d.notification_id = n.id AND d.status IN ('queued', 'sending'))
-LIMIT 200
-"""
-
-
 @shared_task
 def dispatch_deliveries(limit: int = 2000) -> int:
     """Publish every delivery that needs a queue message now; apply journaled outcomes.
@@ -75,13 +65,9 @@ def dispatch_deliveries(limit: int = 2000) -> int:
             "stalled": now - timedelta(seconds=settings.HERALD_STALL_SECONDS),
         })
         rows = cursor.fetchall()
-        cursor.execute(LAGGING_NOTIFICATIONS_SQL, {"settled": now - timedelta(seconds=30)})
-        lagging = [row[0] for row in cursor.fetchall()]
     published = sum(publish_delivery(pk, channel, priority) for pk, channel, priority in rows)
     for delivery_id in journal.pending():
         apply_journal(delivery_id, only_abandoned=True)
-    for notification_id in lagging:
-        refresh_notification_status(notification_id)
     if published:
         log.info("dispatched %d deliveries", published)
     return published

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db.models import F
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -23,13 +22,9 @@ from twilio.request_validator import RequestValidator
 from core import redis_client, safe_json
 from core.errors import ApiError, payload_too_large
 from core.openapi import error, results_of
-from core.serializers import StrictSerializer, choice
-from core.states import Status
-from core.vocabulary import Channel
 from delivery import receipts
 from delivery.models import DeadLetter, Delivery
 from delivery.sending import requeue_dead_letter
-from notifications.models import Notification
 
 log = logging.getLogger(__name__)
 
@@ -198,49 +193,6 @@ def epoch(value) -> datetime | None:
         return datetime.fromtimestamp(int(value), tz=UTC)
     except (TypeError, ValueError, OverflowError):
         return None
-
-
-class EngagementRequest(StrictSerializer):
-    event = choice([("opened", "opened"), ("clicked", "clicked")], "event")
-    channel = choice(Channel.choices, "channel", required=False)
-    event_id = serializers.CharField(max_length=200, required=False)
-    occurred_at = serializers.DateTimeField(required=False)
-
-
-class NotificationEvents(APIView):
-    required_scopes = {"POST": "notifications:write"}
-
-    @extend_schema(
-        request=EngagementRequest,
-        responses={
-            202: inline_serializer("EngagementRecorded", {
-                "delivery": serializers.UUIDField(), "channel": serializers.ChoiceField(Channel.choices),
-                "status": serializers.ChoiceField(Status.choices), "new": serializers.BooleanField(),
-            }),
-            404: error("No such notification, or it has no delivery on that channel."),
-        },
-    )
-    def post(self, request, notification_id):
-        """Report that the person opened or clicked a notification (push and in-app engagement)."""
-        notification = get_object_or_404(Notification, pk=notification_id)
-        serializer = EngagementRequest(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        deliveries = Delivery.objects.filter(notification=notification)
-        if data.get("channel"):
-            deliveries = deliveries.filter(channel=data["channel"])
-        delivery = deliveries.order_by(F("sent_at").desc(nulls_last=True)).first()
-        if delivery is None:
-            raise ApiError(404, "not_found", "This notification has no delivery on that channel.", "channel")
-        occurred_at = data.get("occurred_at")
-        key = data.get("event_id") or f"{delivery.pk}:{data['event']}:{(occurred_at or '')}"
-        new = receipts.record_event(
-            source="app", event=data["event"], event_key=key, delivery=delivery, provider_message_id="",
-            occurred_at=occurred_at, payload=json.loads(json.dumps(request.data, default=str)),
-            effect=receipts.engagement_effect(data["event"]),
-        )
-        delivery.refresh_from_db(fields=["status"])
-        return Response({"delivery": str(delivery.pk), "channel": delivery.channel, "status": delivery.status, "new": new}, status=202)
 
 
 class DeadLetterView(serializers.ModelSerializer):

@@ -7,6 +7,9 @@ class NotificationsConfig(AppConfig):
 
     def ready(self):
         from core import personal_data as registry
-        from notifications import personal_data
+        from delivery import signals
+        from notifications import lifecycle, personal_data, routing
 
+        signals.delivery_moved.connect(lifecycle.on_delivery_moved, dispatch_uid="notifications-roll-up")
+        signals.delivery_cannot_reach.connect(routing.on_delivery_cannot_reach, dispatch_uid="notifications-fall-back")
         registry.register("notifications", section="notifications", export=personal_data.export, erase=personal_data.erase)

@@ -1,4 +1,5 @@
-"""Routing: decide which channels a notification goes out on and create one delivery per channel."""
+"""Routing: which channels a notification goes out on, and falling back to the next one when a channel
+cannot reach the person. The only place that creates Delivery rows."""
 
 import hashlib
 import json
@@ -11,13 +12,14 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from core.states import Status, transition
-from delivery.models import Delivery
+from core.vocabulary import Channel
+from delivery.models import Delivery, Suppression
 from delivery.publishing import publish_delivery
-from delivery.reachability import unreachable_channels
 from notifications.models import Notification, Outbox
-from notifications.policy import choose_channels
+from notifications.policy import choose_channels, fallback_order, unreachable_reason
 from notifications.states import NOTIFICATION_TRANSITIONS
 from preferences import policy as preference_policy
+from preferences.models import Recipient
 from templates_app.models import Template
 
 log = logging.getLogger(__name__)
@@ -130,3 +132,69 @@ def cancel(notification_id) -> bool:
         if canceled:
             Outbox.objects.filter(notification_id=notification_id).delete()
     return canceled
+
+
+def unreachable_channels(recipient: Recipient, active_devices: int | None = None) -> dict[str, str | None]:
+    """For each channel, why `recipient` cannot receive it now (None when they can)."""
+    if active_devices is None:
+        active_devices = recipient.devices.filter(is_active=True).count()
+    contact = recipient.contact_addresses()
+    suppressed = dict(
+        Suppression.objects.filter(address__in=[a for a in contact.values() if a])
+        .values_list("channel", "reason")
+    ) if any(contact.values()) else {}
+    reasons = {}
+    for channel in Channel.values:
+        reasons[channel] = unreachable_reason(
+            channel, email=recipient.email, phone=recipient.phone,
+            webhook_url=recipient.webhook_url, active_devices=active_devices,
+        ) or (suppressed.get(channel) if contact.get(channel) else None)
+    if not recipient.is_active:
+        reasons = dict.fromkeys(reasons, "user_inactive")
+    return reasons
+
+
+def fall_back(delivery: Delivery, reason: str) -> Delivery | None:
+    """Queue the next channel of the type's fallback order after `delivery`'s, once per notification.
+
+    Used when a channel cannot reach the person (no device left, every token dead, a hard
+    bounce, an invalid number), not for transient failures, which are retried instead.
+    """
+    order = fallback_order(delivery.notification.type)
+    if delivery.channel not in order:
+        return None
+    with transaction.atomic():
+        notification = Notification.objects.select_for_update().select_related("recipient").get(pk=delivery.notification_id)
+        siblings = Delivery.objects.filter(notification=notification)
+        if siblings.filter(fallback_from__isnull=False).exists():
+            return None
+        used = set(siblings.values_list("channel", flat=True))
+        templates = set(Template.objects.filter(name=notification.template_name).values_list("channel", flat=True))
+        unreachable = unreachable_channels(notification.recipient)
+        for channel in order[order.index(delivery.channel) + 1:]:
+            if channel in used or channel not in templates or unreachable.get(channel):
+                continue
+            now = timezone.now()
+            # The person's choices and quiet hours apply to a fallback channel as to any other.
+            [decision] = preference_policy.decide(
+                notification.recipient, notification.type, [channel], notification.priority,
+                dedup_key(notification), now, admission_id=str(notification.pk),
+            )
+            if decision.action == preference_policy.SUPPRESS:
+                continue
+            held_until = decision.hold_until if decision.action == preference_policy.HOLD else None
+            created = Delivery.objects.create(
+                notification=notification, channel=channel, fallback_from=delivery, created_at=now,
+                status=Status.QUEUED, status_changed_at=now, available_at=held_until or now, held_until=held_until,
+                status_history=[{"status": Status.QUEUED, "at": now.isoformat(), "reason": f"fallback_from_{delivery.channel}:{reason}"}],
+            )
+            if held_until is None:
+                transaction.on_commit(lambda pk=created.pk, ch=channel: publish_delivery(pk, ch, notification.priority))
+            log.info("notification %s: %s could not reach the person (%s); falling back to %s",
+                     notification.pk, delivery.channel, reason, channel)
+            return created
+    return None
+
+
+def on_delivery_cannot_reach(sender, delivery, reason, **kwargs) -> None:
+    fall_back(delivery, reason)

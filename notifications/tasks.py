@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from core.states import Status, transition
 from notifications import routing
 from notifications.accept import publish_for_routing
+from notifications.lifecycle import refresh_notification_status
 from notifications.models import Notification, Outbox
 from notifications.states import NOTIFICATION_TRANSITIONS
 
@@ -60,3 +61,24 @@ def relay_outbox(limit: int = 500) -> int:
     if relayed:
         log.info("relayed %d notifications from the outbox", relayed)
     return relayed
+
+
+# Notifications still `sending` although none of their deliveries is: left behind by a process
+# that died between the two writes before they were made in one transaction, or by a repair.
+LAGGING_NOTIFICATIONS_SQL = """
+SELECT n.id FROM notifications_notification AS n
+WHERE n.status = 'sending' AND n.status_changed_at < %(settled)s
+  AND NOT EXISTS (SELECT 1 FROM delivery_delivery AS d WHERE d.notification_id = n.id AND d.status IN ('queued', 'sending'))
+LIMIT 200
+"""
+
+
+@shared_task
+def repair_lagging_notifications() -> int:
+    """Roll up notifications whose deliveries have all finished while they still say `sending`."""
+    with connection.cursor() as cursor:
+        cursor.execute(LAGGING_NOTIFICATIONS_SQL, {"settled": timezone.now() - timedelta(seconds=30)})
+        lagging = [row[0] for row in cursor.fetchall()]
+    for notification_id in lagging:
+        refresh_notification_status(notification_id)
+    return len(lagging)

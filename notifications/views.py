@@ -1,6 +1,9 @@
-from django.db.models import Prefetch
+import json
+
+from django.db.models import F, Prefetch
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework import status as http
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -8,7 +11,10 @@ from rest_framework.views import APIView
 
 from core.errors import ApiError
 from core.openapi import error
+from core.serializers import StrictSerializer, choice
 from core.states import Status
+from core.vocabulary import Channel
+from delivery import receipts
 from delivery.models import Delivery
 from notifications import routing
 from notifications.accept import accept_notification
@@ -131,3 +137,46 @@ class RecipientNotifications(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(NotificationSummary(page, many=True).data)
+
+
+class EngagementRequest(StrictSerializer):
+    event = choice([("opened", "opened"), ("clicked", "clicked")], "event")
+    channel = choice(Channel.choices, "channel", required=False)
+    event_id = serializers.CharField(max_length=200, required=False)
+    occurred_at = serializers.DateTimeField(required=False)
+
+
+class NotificationEvents(APIView):
+    required_scopes = {"POST": "notifications:write"}
+
+    @extend_schema(
+        request=EngagementRequest,
+        responses={
+            202: inline_serializer("EngagementRecorded", {
+                "delivery": serializers.UUIDField(), "channel": serializers.ChoiceField(Channel.choices),
+                "status": serializers.ChoiceField(Status.choices), "new": serializers.BooleanField(),
+            }),
+            404: error("No such notification, or it has no delivery on that channel."),
+        },
+    )
+    def post(self, request, notification_id):
+        """Report that the person opened or clicked a notification (push and in-app engagement)."""
+        notification = get_object_or_404(Notification, pk=notification_id)
+        serializer = EngagementRequest(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        deliveries = Delivery.objects.filter(notification=notification)
+        if data.get("channel"):
+            deliveries = deliveries.filter(channel=data["channel"])
+        delivery = deliveries.order_by(F("sent_at").desc(nulls_last=True)).first()
+        if delivery is None:
+            raise ApiError(404, "not_found", "This notification has no delivery on that channel.", "channel")
+        occurred_at = data.get("occurred_at")
+        key = data.get("event_id") or f"{delivery.pk}:{data['event']}:{(occurred_at or '')}"
+        new = receipts.record_event(
+            source="app", event=data["event"], event_key=key, delivery=delivery, provider_message_id="",
+            occurred_at=occurred_at, payload=json.loads(json.dumps(request.data, default=str)),
+            effect=receipts.engagement_effect(data["event"]),
+        )
+        delivery.refresh_from_db(fields=["status"])
+        return Response({"delivery": str(delivery.pk), "channel": delivery.channel, "status": delivery.status, "new": new}, status=202)

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from core.vocabulary import NotificationType
+from core.vocabulary import Channel, NotificationType
 
 E164 = RegexValidator(r"\A\+[1-9]\d{1,14}\Z", "Phone numbers must be in E.164 form, e.g. +14155550123.")
 USER_ID = RegexValidator(r"\A[A-Za-z0-9_.@:+-]{1,255}\Z", "Use 1-255 letters, digits or _ . @ : + -")
@@ -41,6 +41,10 @@ class Recipient(models.Model):
 
     def __str__(self) -> str:
         return self.external_id
+
+    def contact_addresses(self) -> dict[str, str]:
+        """The person's address on each channel that has one: email, phone, webhook URL ("" when unset)."""
+        return {Channel.EMAIL: self.email, Channel.SMS: self.phone, Channel.WEBHOOK: self.webhook_url}
 
 
 class Device(models.Model):

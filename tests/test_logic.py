@@ -3,7 +3,8 @@
 import pytest
 from django.test import override_settings
 
-from delivery.sending import overall_status, retry_delay
+from delivery.sending import retry_delay
+from notifications.lifecycle import overall_status
 from notifications.policy import choose_channels, unreachable_reason
 from templates_app.models import Template
 from templates_app.rendering import RenderError, render, select_variant, template_problem

@@ -1,0 +1,43 @@
+"""The notification's overall status, rolled up from its deliveries as they move."""
+
+from core.states import Status, transition
+from delivery.models import Delivery
+from notifications.models import Notification
+from notifications.states import NOTIFICATION_TRANSITIONS
+
+FAILED_STATES = {Status.FAILED, Status.BOUNCED, Status.CANCELED}
+
+
+def overall_status(delivery_statuses: list[str]) -> str | None:
+    """The notification's status as its deliveries stand: the furthest any got, or failed if all did."""
+    for status in (Status.READ, Status.DELIVERED, Status.SENT):
+        if status in delivery_statuses:
+            return status
+    if any(s in (Status.QUEUED, Status.SENDING) for s in delivery_statuses):
+        return Status.SENDING
+    if delivery_statuses and all(s in FAILED_STATES for s in delivery_statuses):
+        return Status.FAILED
+    return None
+
+
+PROGRESS = (Status.SENDING, Status.SENT, Status.DELIVERED, Status.READ)
+
+
+def refresh_notification_status(notification_id, delivery_status: str | None = None) -> None:
+    """Bring the notification's overall status in line with its deliveries.
+
+    A delivery moving forward (sent, delivered, read) can only move the notification forward
+    to the same place, which needs no look at its siblings; anything else recomputes.
+    """
+    if delivery_status in PROGRESS[1:]:
+        behind = set(PROGRESS[: PROGRESS.index(delivery_status)])
+        transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, delivery_status, sources=behind)
+        return
+    statuses = list(Delivery.objects.filter(notification_id=notification_id).values_list("status", flat=True))
+    target = overall_status(statuses)
+    if target:
+        transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, target)
+
+
+def on_delivery_moved(sender, notification_id, status, **kwargs) -> None:
+    refresh_notification_status(notification_id, status)
