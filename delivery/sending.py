@@ -25,6 +25,7 @@ from delivery import journal, rate_limit, receipts, signals, unknown_outcomes
 from delivery.breaker import call_through_breaker
 from delivery.models import DeadLetter, Delivery, DeliveryAttempt, Suppression
 from delivery.providers import Outcome, OutgoingMessage, SendResult, get_provider, provider_names
+from delivery.providers.base import merge_push_results
 from delivery.states import DELIVERY_TRANSITIONS
 from preferences import unsubscribe
 from preferences.models import Device
@@ -323,19 +324,6 @@ def call_provider(name: str, message: OutgoingMessage, deadline: float) -> SendR
         )
     rate_limit.observe(name, result)
     return result
-
-
-def merge_push_results(results: list[SendResult]) -> SendResult:
-    """One result for a push that went to several platforms' providers."""
-    dead = tuple(address for r in results for address in r.invalid_addresses)
-    sent = [r.provider_message_id for r in results if r.outcome == Outcome.SENT]
-    if sent:
-        return SendResult.sent(",".join(sent), invalid_addresses=dead)
-    if all(r.outcome == Outcome.INVALID_RECIPIENT for r in results):
-        return SendResult.invalid_recipient(results[0].error_code, "Every device token was refused.", dead)
-    # An unknown outcome may have reached a device, so it outranks a plain retry, which outranks a failure.
-    worst = next(r for outcome in (Outcome.UNKNOWN, Outcome.RETRY, Outcome.FAILED) for r in results if r.outcome == outcome)
-    return SendResult(**{**worst.__dict__, "invalid_addresses": dead})
 
 
 def render_content(delivery: Delivery) -> dict:

@@ -1,8 +1,9 @@
 """Inbox token authentication for the inbox REST API (never an API key)."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import exceptions, permissions
 
+from core.auth import BearerAuthentication
 from core.errors import ApiError
 from inbox.tokens import InboxToken, TokenError, read_token
 from preferences.models import Recipient
@@ -27,26 +28,18 @@ def recipient_for(token: InboxToken) -> bool:
     return Recipient.objects.filter(pk=token.recipient_id, external_id=token.user_id).exists()
 
 
-class InboxTokenAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"
+class InboxTokenAuthentication(BearerAuthentication):
+    credential_name = "inbox token"
+    realm = "herald-inbox"
 
-    def authenticate(self, request):
-        header = authentication.get_authorization_header(request).decode("latin-1")
-        if not header:
-            return None
-        scheme, _, raw = header.partition(" ")
-        if scheme != self.keyword or not raw.strip():
-            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <inbox token>'.")
+    def authenticate_credential(self, request, credential: str):
         try:
-            token = read_token(raw.strip())
+            token = read_token(credential)
         except TokenError as exc:
             raise ApiError(401, exc.code, str(exc)) from None
         if not recipient_for(token):
             raise ApiError(401, "invalid_token", "The inbox token's user no longer exists.")
         return InboxUser(token), token
-
-    def authenticate_header(self, request):
-        return 'Bearer realm="herald-inbox"'
 
 
 class HasInboxToken(permissions.BasePermission):

@@ -1,9 +1,10 @@
 """API key authentication and scope checks for the REST API."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import exceptions, permissions
 
 from core import throttle
+from core.auth import BearerAuthentication
 from core.errors import ApiError
 from notifications.models import ApiKey, hash_api_key
 
@@ -21,27 +22,20 @@ class ServiceUser:
         return str(self.api_key)
 
 
-class ApiKeyAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"
+class ApiKeyAuthentication(BearerAuthentication):
+    credential_name = "api key"
 
-    def authenticate(self, request):
-        header = authentication.get_authorization_header(request).decode("latin-1")
-        if not header:
-            return None
+    def before_credential(self, request) -> None:
         wait = throttle.seconds_blocked("api_key", request)
         if wait:
             raise exceptions.Throttled(wait, "Too many failed API keys from your address.")
-        scheme, _, raw_key = header.partition(" ")
-        if scheme != self.keyword or not raw_key.strip():
-            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <api key>'.")
-        key = ApiKey.objects.filter(key_hash=hash_api_key(raw_key.strip())).first()
+
+    def authenticate_credential(self, request, credential: str):
+        key = ApiKey.objects.filter(key_hash=hash_api_key(credential)).first()
         if key is None or key.is_revoked:
             throttle.record_failure("api_key", request)
             raise exceptions.AuthenticationFailed("Invalid API key." if key is None else "This API key has been revoked.")
         return ServiceUser(key), key
-
-    def authenticate_header(self, request):
-        return 'Bearer realm="herald"'
 
 
 class HasScope(permissions.BasePermission):

@@ -5,9 +5,8 @@ from python_http_client import exceptions as http_errors
 
 from delivery import sms_text
 from delivery.providers import apns, sendgrid
-from delivery.providers.base import Outcome, SendResult, retry_after_seconds
+from delivery.providers.base import Outcome, SendResult, merge_push_results, retry_after_seconds
 from delivery.receipts import sendgrid_effect, twilio_effect
-from delivery.sending import merge_push_results
 
 
 def test_plain_ascii_is_gsm7_and_160_characters_fit_one_segment():

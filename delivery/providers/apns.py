@@ -15,7 +15,7 @@ from django.conf import settings
 from h2.exceptions import ProtocolError
 
 from core.queues import URGENT_PRIORITIES
-from delivery.providers.base import OutgoingMessage, SendResult
+from delivery.providers.base import OutgoingMessage, SendResult, merge_push_results
 
 log = logging.getLogger(__name__)
 
@@ -62,24 +62,19 @@ class ApnsProvider:
         except TimeoutError:
             future.cancel()
             return SendResult.unknown("timeout", f"APNs did not answer within {settings.HERALD_PROVIDER_TIMEOUT}s")
-        sent, dead, failures = [], [], []
+        results = []
         for token, outcome in zip(message.to, outcomes, strict=True):
             if isinstance(outcome, (MaxAttemptsExceeded, APNsConnectionError, ProtocolError, OSError)):
-                failures.append(SendResult.retry("connection_error", f"APNs unreachable: {outcome!r}", provider_fault=True))
+                results.append(SendResult.retry("connection_error", f"APNs unreachable: {outcome!r}", provider_fault=True))
             elif isinstance(outcome, BaseException):
                 raise outcome
             elif outcome.is_successful:
-                sent.append(outcome.notification_id)
+                results.append(SendResult.sent(outcome.notification_id))
             elif outcome.description in DEAD_TOKEN or outcome.status == "410":
-                dead.append(token)
+                results.append(SendResult.invalid_recipient("unregistered", "APNs no longer knows this token", (token,)))
             else:
-                failures.append(classify(outcome.status, outcome.description))
-        if sent:
-            return SendResult.sent(",".join(sent), invalid_addresses=tuple(dead))
-        if dead and not failures:
-            return SendResult.invalid_recipient("unregistered", "APNs refused every token", tuple(dead))
-        worst = failures[0]
-        return SendResult(**{**worst.__dict__, "invalid_addresses": tuple(dead)})
+                results.append(classify(outcome.status, outcome.description))
+        return merge_push_results(results)
 
     async def _send_all(self, message: OutgoingMessage) -> list:
         return await asyncio.gather(

@@ -107,3 +107,20 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
         return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
     except (TypeError, ValueError):
         return None
+
+
+def merge_push_results(results: list[SendResult]) -> SendResult:
+    """One result for a push to several devices (or several platforms' providers).
+
+    Sent if any device took it (dead tokens listed for deactivation); invalid recipient if every
+    token was refused; otherwise the worst failure: an unknown outcome may have reached a
+    device, so it outranks a plain retry, which outranks a failure.
+    """
+    dead = tuple(address for r in results for address in r.invalid_addresses)
+    sent = [r.provider_message_id for r in results if r.outcome == Outcome.SENT]
+    if sent:
+        return SendResult.sent(",".join(sent), invalid_addresses=dead)
+    if all(r.outcome == Outcome.INVALID_RECIPIENT for r in results):
+        return SendResult.invalid_recipient(results[0].error_code, "Every device token was refused.", dead)
+    worst = next(r for outcome in (Outcome.UNKNOWN, Outcome.RETRY, Outcome.FAILED) for r in results if r.outcome == outcome)
+    return SendResult(**{**worst.__dict__, "invalid_addresses": dead})

@@ -8,7 +8,7 @@ from django.conf import settings
 from firebase_admin import _http_client, credentials, exceptions, messaging
 
 from core.queues import URGENT_PRIORITIES
-from delivery.providers.base import OutgoingMessage, SendResult, retry_after_seconds
+from delivery.providers.base import OutgoingMessage, SendResult, merge_push_results, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +68,15 @@ class FcmProvider:
             responses = messaging.send_each(batch, app=self.app).responses
         except (exceptions.FirebaseError, ValueError) as exc:
             return classify(exc)
-        sent_ids, dead, failures = [], [], []
-        for token, response in zip(message.to, responses):
+        results = []
+        for token, response in zip(message.to, responses, strict=True):
             if response.success:
-                sent_ids.append(response.message_id)
+                results.append(SendResult.sent(response.message_id))
             elif isinstance(response.exception, (messaging.UnregisteredError, messaging.SenderIdMismatchError)):
-                dead.append(token)
+                results.append(SendResult.invalid_recipient("unregistered", "FCM no longer knows this token", (token,)))
             else:
-                failures.append(classify(response.exception))
-        if sent_ids:
-            return SendResult.sent(",".join(sent_ids), invalid_addresses=tuple(dead))
-        if dead and not failures:
-            return SendResult.invalid_recipient("unregistered", "FCM no longer knows any of these tokens", tuple(dead))
-        worst = failures[0]
-        if dead:
-            worst = SendResult(**{**worst.__dict__, "invalid_addresses": tuple(dead)})
-        return worst
+                results.append(classify(response.exception))
+        return merge_push_results(results)
 
 
 def classify(exc: Exception) -> SendResult:
