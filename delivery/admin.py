@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from delivery.models import DeadLetter, Delivery, DeliveryAttempt, DeliveryEvent, SandboxMessage, Suppression
-from delivery.sending import requeue_dead_letter
+from delivery.outcomes import requeue_dead_letter
 
 
 class AttemptInline(admin.TabularInline):

@@ -24,7 +24,7 @@ from core.errors import ApiError, payload_too_large
 from core.openapi import error, results_of
 from delivery import receipts
 from delivery.models import DeadLetter, Delivery
-from delivery.sending import requeue_dead_letter
+from delivery.outcomes import requeue_dead_letter
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 import pytest
 from django.test import override_settings
 
-from delivery.sending import retry_delay
+from delivery.outcomes import retry_delay
 from notifications.lifecycle import overall_status
 from notifications.policy import choose_channels, unreachable_reason
 from templates_app.models import Template

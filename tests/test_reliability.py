@@ -165,7 +165,7 @@ def test_an_invalid_recipient_fails_without_retry_or_dead_letter(api, live):
 
 
 def test_a_requeued_dead_letter_gets_fresh_attempts(api, live):
-    from delivery.sending import requeue_dead_letter
+    from delivery.outcomes import requeue_dead_letter
     from notifications.models import Notification
 
     # given a delivery dead-lettered while its provider was failing
