@@ -4,7 +4,6 @@ A worker that lost its lease (it stalled and another took over) cannot overwrite
 attempt's outcome: every later write names the claim it was made under.
 """
 
-
 from datetime import datetime, timedelta
 
 from django.conf import settings

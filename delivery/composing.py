@@ -1,6 +1,5 @@
 """What a delivery sends, and to whom: rendered content, headers, addresses, device tokens."""
 
-
 from html import escape
 
 from django.conf import settings

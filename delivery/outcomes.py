@@ -4,7 +4,6 @@ The decision "retry, wait, give up, or stop bothering this address" is made here
 here, from the provider's SendResult (record_result), fenced by the claim (delivery/claims.py).
 """
 
-
 import logging
 import random
 from datetime import datetime, timedelta
@@ -45,7 +44,6 @@ def retry_delay(attempt: int) -> float:
     """Exponential backoff with "equal jitter": half the delay fixed, half random."""
     ceiling = min(settings.HERALD_RETRY_MAX_SECONDS, settings.HERALD_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
-
 
 
 def record_result(delivery: Delivery, result: SendResult, provider_name: str, *, claim_at: datetime) -> None:

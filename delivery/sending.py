@@ -2,7 +2,6 @@
 call the providers (journaling each answer first), and hand the result to outcomes.record_result.
 """
 
-
 import logging
 import threading
 import time
@@ -40,6 +39,9 @@ def attempt_delivery(delivery_id) -> None:
         result = SendResult.failed("expired", f"Not sent within the {delivery.notification.type} time to live.")
     if result is None:
         result, provider_name = make_attempt(delivery, now)
+    if not provider_name:  # no provider was asked (expired, render error): nothing to journal
+        record_result(delivery, result, provider_name, claim_at=now)
+        return
     journal.record_final(delivery.pk, now, result, provider_name)
     record_result(delivery, result, provider_name, claim_at=now)
     journal.forget(delivery.pk)
