@@ -4,7 +4,7 @@ from html import escape
 
 from django.conf import settings
 
-from core.vocabulary import Channel
+from core.vocabulary import Channel, ErrorCode
 from delivery.models import Delivery
 from delivery.providers import OutgoingMessage
 from preferences import unsubscribe
@@ -80,7 +80,7 @@ def push_targets(delivery: Delivery) -> dict[str, list[str]]:
 
 def missing_address(channel: str) -> tuple[str, str]:
     reason = {
-        Channel.EMAIL: "no_email", Channel.SMS: "no_phone",
-        Channel.PUSH: "no_device", Channel.WEBHOOK: "no_webhook_url",
-    }.get(channel, "no_address")
+        Channel.EMAIL: ErrorCode.NO_EMAIL, Channel.SMS: ErrorCode.NO_PHONE,
+        Channel.PUSH: ErrorCode.NO_DEVICE, Channel.WEBHOOK: ErrorCode.NO_WEBHOOK_URL,
+    }.get(channel, ErrorCode.NO_ADDRESS)
     return reason, f"The recipient has no {channel} address any more."

@@ -15,7 +15,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from core.states import Status
-from core.vocabulary import Channel
+from core.vocabulary import WAITING_CODES, Channel, ErrorCode
 from delivery import receipts, signals
 from delivery.claims import move
 from delivery.composing import addresses
@@ -26,12 +26,6 @@ from preferences.models import Device
 log = logging.getLogger(__name__)
 
 
-LOCALLY_THROTTLED = "rate_limited_locally"
-CIRCUIT_OPEN = "circuit_open"
-PROVIDER_BUSY = "provider_busy"
-# Waiting is not failing: our own rate limit, the provider's 429 and an open breaker say
-# "not now", so they use up no attempt; the delivery gives up by age (`expired`) instead.
-WAITING = {LOCALLY_THROTTLED, CIRCUIT_OPEN, PROVIDER_BUSY, "rate_limited", "endpoint_rate_limited"}
 
 
 def expires_at(notification) -> datetime:
@@ -67,7 +61,7 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
             replay_early_receipts(delivery)
         return
     if result.outcome == Outcome.RETRY and not gives_up(delivery, result, now):
-        waiting = result.error_code in WAITING
+        waiting = result.error_code in WAITING_CODES
         delay = next_try_delay(delivery.attempts, result)
         latest = DeliveryAttempt.objects.filter(delivery=delivery, number=delivery.attempts).order_by("-pk").first()
         if latest:
@@ -86,7 +80,7 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
             reason = give_up_reason(result)
             if reason == "expired":
                 last = f"{result.error_code}: {result.error_message}"
-                result = SendResult.failed("expired", f"Gave up when its time to live ran out; last error: {last}"[:2000])
+                result = SendResult.failed(ErrorCode.EXPIRED, f"Gave up when its time to live ran out; last error: {last}"[:2000])
         # The outcome and what follows from it (suppression, fallback, dead letter) commit
         # together, so a crash in between cannot leave a failure nobody can requeue.
         with transaction.atomic():
@@ -108,18 +102,18 @@ def gives_up(delivery: Delivery, result: SendResult, now: datetime) -> bool:
     """
     if now + timedelta(seconds=next_try_delay(delivery.attempts, result, jitter=False)) >= expires_at(delivery.notification):
         return True
-    return result.error_code not in WAITING and not result.provider_fault and delivery.attempts >= settings.HERALD_MAX_ATTEMPTS
+    return result.error_code not in WAITING_CODES and not result.provider_fault and delivery.attempts >= settings.HERALD_MAX_ATTEMPTS
 
 
 def give_up_reason(result: SendResult) -> str:
     if result.outcome != Outcome.RETRY:
-        return "expired" if result.error_code == "expired" else "permanent_failure"
-    return "max_attempts_exceeded" if not (result.error_code in WAITING or result.provider_fault) else "expired"
+        return "expired" if result.error_code == ErrorCode.EXPIRED else "permanent_failure"
+    return "max_attempts_exceeded" if not (result.error_code in WAITING_CODES or result.provider_fault) else "expired"
 
 
 def next_try_delay(attempt: int, result: SendResult, jitter: bool = True) -> float:
     """Seconds until the next try: the provider's Retry-After first; outages are probed every breaker period."""
-    if result.error_code in WAITING:
+    if result.error_code in WAITING_CODES:
         delay = result.retry_after or 1.0
     else:
         delay = retry_delay(attempt) if jitter else min(

@@ -13,6 +13,8 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from core import redis_client
+from core.vocabulary import ErrorCode
+from delivery.providers.base import Outcome
 
 TOKEN_BUCKET = """
 local key = KEYS[1]
@@ -136,13 +138,13 @@ def _acquire(provider: str, max_wait: float) -> bool:
 def observe(provider: str, result) -> None:
     """Adapt `provider`'s shared rate to what it answered: slow down on 429, recover on success."""
     try:
-        if result.error_code == "rate_limited":
+        if result.error_code == ErrorCode.RATE_LIMITED:
             second = int(time.time())
             counts = redis_client.shared().mget(f"herald:sends:{provider}:{second - 1}", f"herald:sends:{provider}:{second}")
             observed = max([int(c) for c in counts if c] + [1])
             _scripts()[1](keys=[f"herald:adaptive:{provider}"], args=[observed, result.retry_after or 0, FLOOR_PER_SECOND])
             _adapting.add(provider)
-        elif result.outcome == "sent" and provider in _adapting:
+        elif result.outcome == Outcome.SENT and provider in _adapting:
             ceiling = rate_for(provider) or UNCONFIGURED_CEILING
             _scripts()[2](keys=[f"herald:adaptive:{provider}"], args=[ceiling])
     except RedisError:

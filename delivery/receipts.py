@@ -7,7 +7,6 @@ unapplied, and is replayed once the delivery is sent.
 """
 
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
@@ -18,70 +17,23 @@ from core import redis_client
 from core.states import Status, transition
 from delivery import signals
 from delivery.models import Delivery, DeliveryEvent, Suppression
+from delivery.providers import receipts_reader
+from delivery.providers.base import ReceiptEffect
 from delivery.states import DELIVERY_TRANSITIONS
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Effect:
-    """What an event does to its delivery."""
-
-    status: str | None = None  # None: recorded only
-    fields: dict = field(default_factory=dict)  # timestamp fields to set, e.g. delivered_at
-    error_code: str = ""
-    error_message: str = ""
-    suppress: bool = False  # the address is dead: remember it and fall back to another channel
-
-
-# Twilio ErrorCodes on undelivered/failed that mean the number will never take SMS.
-TWILIO_DEAD_NUMBER = {"30005": "unknown_number", "30006": "landline", "21610": "unsubscribed", "30004": "blocked"}
-
-
-def sendgrid_effect(event: dict) -> Effect:
-    kind = event.get("event")
-    if kind == "delivered":
-        return Effect(Status.DELIVERED, {"delivered_at": None})
-    if kind == "open":
-        return Effect(Status.READ, {"read_at": None})
-    if kind == "click":
-        return Effect(Status.READ, {"read_at": None, "clicked_at": None})
-    if kind == "bounce":
-        reason = str(event.get("reason", ""))[:2000]
-        if event.get("type") == "blocked":  # a soft bounce: the mailbox exists
-            return Effect(None, error_code="blocked", error_message=reason)
-        return Effect(Status.BOUNCED, error_code="hard_bounce", error_message=reason, suppress=True)
-    if kind == "dropped":
-        reason = str(event.get("reason", ""))
-        dead = "bounce" in reason.lower() or "invalid" in reason.lower()
-        return Effect(Status.FAILED, {"failed_at": None}, "dropped", reason[:2000], suppress=dead)
-    return Effect(None)  # processed, deferred, spamreport, unsubscribe: recorded for the timeline
-
-
-def twilio_effect(params: dict) -> Effect:
-    status = params.get("MessageStatus") or params.get("SmsStatus")
-    if status == "delivered":
-        return Effect(Status.DELIVERED, {"delivered_at": None})
-    if status == "read":
-        return Effect(Status.READ, {"read_at": None})
-    if status in ("undelivered", "failed"):
-        code = str(params.get("ErrorCode") or "")
-        return Effect(
-            Status.FAILED, {"failed_at": None}, f"twilio_{code}" if code else status,
-            f"Twilio reported {status} ({code or 'no code'})", suppress=code in TWILIO_DEAD_NUMBER,
-        )
-    return Effect(None)  # queued, sending, sent: already known
-
-
-def engagement_effect(event: str) -> Effect:
+def engagement_effect(event: str) -> ReceiptEffect:
+    """What the app's or the inbox's report of an open or click does to its delivery."""
     if event == "clicked":
-        return Effect(Status.READ, {"read_at": None, "clicked_at": None})
-    return Effect(Status.READ, {"read_at": None})
+        return ReceiptEffect(Status.READ, ("read_at", "clicked_at"))
+    return ReceiptEffect(Status.READ, ("read_at",))
 
 
 def record_event(
     *, source: str, event: str, event_key: str, delivery: Delivery | None, provider_message_id: str,
-    occurred_at: datetime | None, payload: dict, effect: Effect,
+    occurred_at: datetime | None, payload: dict, effect: ReceiptEffect,
 ) -> bool:
     """Store an event once and apply it if its delivery is far enough along; False if seen before."""
     try:
@@ -109,7 +61,7 @@ def has_early_events(delivery_id) -> bool:
     return bool(redis_client.shared().exists(f"herald:receipts:{delivery_id}"))
 
 
-def apply(stored: DeliveryEvent, effect: Effect) -> bool:
+def apply(stored: DeliveryEvent, effect: ReceiptEffect) -> bool:
     """Move the event's delivery as the effect says; leave the event pending if it is not sent yet."""
     delivery = stored.delivery
     if effect.status is None:
@@ -118,7 +70,7 @@ def apply(stored: DeliveryEvent, effect: Effect) -> bool:
     if Delivery.objects.filter(pk=delivery.pk, status__in=[Status.QUEUED, Status.SENDING]).exists():
         return False  # the provider answered before our worker recorded the send; replayed after it
     at = stored.occurred_at or timezone.now()
-    fields = {name: at for name in effect.fields}
+    fields = {name: at for name in effect.timestamps}
     if effect.error_code:
         fields.update(error_code=effect.error_code, error_message=effect.error_message)
     # The move, its consequences (suppression, fallback) and marking the event applied commit
@@ -128,7 +80,7 @@ def apply(stored: DeliveryEvent, effect: Effect) -> bool:
                            reason=f"{stored.source}:{stored.event}", at=at, **fields)
         if not moved:
             # Already in that state (a click after an open): still record timestamps seen for the first time.
-            for name in effect.fields:
+            for name in effect.timestamps:
                 Delivery.objects.filter(pk=delivery.pk, status=effect.status, **{f"{name}__isnull": True}).update(**{name: at})
         elif effect.suppress:
             suppress_and_fall_back(delivery, effect)
@@ -138,7 +90,7 @@ def apply(stored: DeliveryEvent, effect: Effect) -> bool:
     return moved
 
 
-def suppress_and_fall_back(delivery: Delivery, effect: Effect) -> None:
+def suppress_and_fall_back(delivery: Delivery, effect: ReceiptEffect) -> None:
     delivery = Delivery.objects.select_related("notification__recipient").get(pk=delivery.pk)
     address = delivery.notification.recipient.contact_addresses().get(delivery.channel)
     if address:
@@ -162,9 +114,6 @@ def apply_pending(delivery: Delivery) -> None:
         apply(stored, effect_of(stored))
 
 
-def effect_of(stored: DeliveryEvent) -> Effect:
-    if stored.source == "sendgrid":
-        return sendgrid_effect(stored.payload)
-    if stored.source == "twilio":
-        return twilio_effect(stored.payload)
-    return engagement_effect(stored.event)
+def effect_of(stored: DeliveryEvent) -> ReceiptEffect:
+    reader = receipts_reader(stored.source)
+    return reader.receipt_effect(stored.payload) if reader else engagement_effect(stored.event)

@@ -11,13 +11,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.states import Status
-from core.vocabulary import Channel
+from core.vocabulary import Channel, ErrorCode
 from delivery import journal, rate_limit, unknown_outcomes
 from delivery.breaker import call_through_breaker
 from delivery.claims import claim
 from delivery.composing import addresses, build_message, missing_address, push_targets, render_content
 from delivery.models import Delivery, DeliveryAttempt
-from delivery.outcomes import CIRCUIT_OPEN, LOCALLY_THROTTLED, PROVIDER_BUSY, expires_at, record_result
+from delivery.outcomes import expires_at, record_result
 from delivery.providers import Outcome, OutgoingMessage, SendResult, get_provider, provider_names
 from delivery.providers.base import merge_push_results
 from templates_app.rendering import RenderError
@@ -36,7 +36,7 @@ def attempt_delivery(delivery_id) -> None:
     if delivery.attempts > 1:
         result, provider_name = settle_interrupted_attempts(delivery, now)
     if result is None and now >= expires_at(delivery.notification):
-        result = SendResult.failed("expired", f"Not sent within the {delivery.notification.type} time to live.")
+        result = SendResult.failed(ErrorCode.EXPIRED, f"Not sent within the {delivery.notification.type} time to live.")
     if result is None:
         result, provider_name = make_attempt(delivery, now)
     if not provider_name:  # no provider was asked (expired, render error): nothing to journal
@@ -55,13 +55,16 @@ def make_attempt(delivery: Delivery, claim_at: datetime) -> tuple[SendResult, st
         result, provider_name = send(delivery, deadline, claim_at)
     except RenderError as exc:
         # A template that breaks a bound fails at once; a render process that died is ours to retry.
-        result = SendResult.retry("renderer_crashed", str(exc)) if exc.bound == "crash" else SendResult.failed("render_error", str(exc))
+        if exc.bound == "crash":
+            result = SendResult.retry(ErrorCode.RENDERER_CRASHED, str(exc))
+        else:
+            result = SendResult.failed(ErrorCode.RENDER_ERROR, str(exc))
         provider_name = ""
         record_unsent_attempt(delivery, claim_at, result)
     except Exception as exc:  # a bug here must end in a retry and, at worst, a dead letter; never a stuck row
         log.exception("delivery %s: attempt crashed", delivery.pk)
         result, provider_name = journaled_sent(delivery.pk, claim_at) or (
-            SendResult.retry("internal_error", f"{type(exc).__name__}: {exc}"), "")
+            SendResult.retry(ErrorCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"), "")
         if result.outcome != Outcome.SENT:
             record_unsent_attempt(delivery, claim_at, result)
     if result.outcome == Outcome.UNKNOWN:
@@ -97,11 +100,11 @@ def settle_interrupted_attempts(delivery: Delivery, now: datetime) -> tuple[Send
     if not unfinished:
         return None, ""
     DeliveryAttempt.objects.filter(pk__in=[a.pk for a in unfinished], outcome="").update(
-        outcome=DeliveryAttempt.Outcome.UNKNOWN, error_code="worker_lost",
+        outcome=DeliveryAttempt.Outcome.UNKNOWN, error_code=ErrorCode.WORKER_LOST,
         error_message="The worker making this attempt stopped before the provider's answer was recorded.",
     )
     last = unfinished[-1]
-    lost = SendResult.unknown("worker_lost", "The worker stopped before the provider's answer was recorded.")
+    lost = SendResult.unknown(ErrorCode.WORKER_LOST, "The worker stopped before the provider's answer was recorded.")
     result = settle_unknown(delivery, lost, last.provider, last.started_at)
     DeliveryAttempt.objects.filter(pk__in=[a.pk for a in unfinished]).update(finished_at=now)
     return (None, "") if result.outcome == Outcome.RETRY else (result, last.provider)
@@ -205,14 +208,15 @@ def send_with_failover(
             break  # no time left for another provider within this attempt
         slot = in_flight.slot(f"{name}:{delivery.channel}")  # the sandbox stands in for every channel's provider
         if not slot.acquire(timeout=0.05):
-            result = SendResult.retry(PROVIDER_BUSY, f"{name} already has {settings.HERALD_PROVIDER_MAX_IN_FLIGHT} calls in flight here", after=0.5)
+            busy = f"{name} already has {settings.HERALD_PROVIDER_MAX_IN_FLIGHT} calls in flight here"
+            result = SendResult.retry(ErrorCode.PROVIDER_BUSY, busy, after=0.5)
             break  # no call, so no attempt row: the delivery waits a moment and comes back
         try:
             attempt = DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts, provider=name)
             result = call_provider(name, message, deadline)
         finally:
             slot.release()
-        skipped = result.error_code in (CIRCUIT_OPEN, LOCALLY_THROTTLED, PROVIDER_BUSY)
+        skipped = result.error_code in (ErrorCode.CIRCUIT_OPEN, ErrorCode.RATE_LIMITED_LOCALLY, ErrorCode.PROVIDER_BUSY)
         if not skipped:  # the provider answered (or not): journal it before anything else
             journal.record_attempt(delivery.pk, claim_at, attempt.pk, result)
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(
@@ -254,7 +258,7 @@ in_flight = InFlightLimits()
 
 def call_provider(name: str, message: OutgoingMessage, deadline: float) -> SendResult:
     if not rate_limit.acquire(name, max_wait=max(0.0, deadline - time.monotonic() - settings.HERALD_PROVIDER_TIMEOUT)):
-        return SendResult.retry(LOCALLY_THROTTLED, f"{name} is at its configured send rate")
+        return SendResult.retry(ErrorCode.RATE_LIMITED_LOCALLY, f"{name} is at its configured send rate")
 
     def send_once() -> SendResult:
         try:
@@ -263,18 +267,18 @@ def call_provider(name: str, message: OutgoingMessage, deadline: float) -> SendR
             # The SDK refused what we handed it (a caller's value of the wrong type): this
             # message's problem, so it must not count against the provider's breaker.
             log.warning("provider %s refused the message: %s", name, exc)
-            return SendResult.failed("invalid_message", f"{type(exc).__name__}: {exc}")
+            return SendResult.failed(ErrorCode.INVALID_MESSAGE, f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a provider bug or an SDK surprise must not lose the delivery
             log.exception("provider %s crashed", name)
-            return SendResult.retry("provider_error", f"{type(exc).__name__}: {exc}", provider_fault=True)
+            return SendResult.retry(ErrorCode.PROVIDER_ERROR, f"{type(exc).__name__}: {exc}", provider_fault=True)
         if not isinstance(result, SendResult):
-            return SendResult.retry("malformed_provider_result", f"{name} returned {result!r}", provider_fault=True)
+            return SendResult.retry(ErrorCode.MALFORMED_PROVIDER_RESULT, f"{name} returned {result!r}", provider_fault=True)
         return result
 
     result = call_through_breaker(name, send_once)
     if result is None:
         return SendResult.retry(
-            CIRCUIT_OPEN, f"{name}'s circuit breaker is open after repeated failures",
+            ErrorCode.CIRCUIT_OPEN, f"{name}'s circuit breaker is open after repeated failures",
             after=settings.HERALD_BREAKER_RESET_SECONDS, provider_fault=True,
         )
     rate_limit.observe(name, result)

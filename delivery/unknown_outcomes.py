@@ -21,7 +21,7 @@ from datetime import datetime
 
 from django.conf import settings
 
-from core.vocabulary import Channel
+from core.vocabulary import Channel, ErrorCode
 from delivery.providers import PROVIDER_CLASSES, OutgoingMessage, SendResult, get_provider
 from delivery.providers.base import LookupUnavailable
 
@@ -62,7 +62,7 @@ def decide(message: OutgoingMessage, provider_name: str, started_at: datetime, c
     if resend_is_policy(category, message.priority):
         return None, RESENT_BY_POLICY
     return SendResult.failed(
-        "unknown_outcome",
+        ErrorCode.UNKNOWN_OUTCOME,
         f"{provider_name or 'The provider'} may or may not have sent this message and cannot be asked; "
         f"the {category} policy is not to risk a duplicate. Requeue it to send anyway.",
     ), NOT_RESENT_BY_POLICY

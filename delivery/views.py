@@ -1,12 +1,8 @@
 """Provider receipt webhooks, app engagement events and the dead-letter API."""
 
-import binascii
 import hashlib
-import json
 import logging
-import time
 import uuid
-from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -16,15 +12,14 @@ from rest_framework import serializers
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from sendgrid.helpers.eventwebhook import EventWebhook
-from twilio.request_validator import RequestValidator
 
-from core import redis_client, safe_json
+from core import redis_client
 from core.errors import ApiError, payload_too_large
 from core.openapi import error, results_of
 from delivery import receipts
 from delivery.models import DeadLetter, Delivery
 from delivery.outcomes import requeue_dead_letter
+from delivery.providers import receipts_reader
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +75,33 @@ WEBHOOK_REFUSALS = {
 }
 
 
-class SendGridWebhook(RawBodyMixin, APIView):
+class ReceiptWebhook(RawBodyMixin, APIView):
+    """A provider's signed receipts: the provider module verifies and reads them, this view stores them."""
+
+    provider_name: str
+
+    def post(self, request):
+        receipts_in = receipts_reader(self.provider_name).read_receipts(request)
+        seen = replay_key(self.provider_name, receipts_in.signed)
+        refuse_replay(seen)
+        new = 0
+        for event in receipts_in.events:
+            delivery = find_delivery(event.delivery_id, event.provider_message_id)
+            if delivery is None:
+                log.info("%s %s for an unknown message (%s / %s) ignored",
+                         self.provider_name, event.event, event.delivery_id, event.provider_message_id)
+                continue
+            new += receipts.record_event(
+                source=self.provider_name, event=event.event, event_key=event.event_key, delivery=delivery,
+                provider_message_id=event.provider_message_id, occurred_at=event.occurred_at, payload=event.payload,
+                effect=receipts_reader(self.provider_name).receipt_effect(event.payload),
+            )
+        remember_processed(seen)
+        return Response({"received": receipts_in.received, "new": new})
+
+
+class SendGridWebhook(ReceiptWebhook):
+    provider_name = "sendgrid"
     parser_classes = [JSONParser]
 
     @extend_schema(
@@ -88,51 +109,7 @@ class SendGridWebhook(RawBodyMixin, APIView):
         description="SendGrid's signed Event Webhook: a JSON array of events, verified against the signature headers.",
     )
     def post(self, request):
-        public_key = settings.SENDGRID_WEBHOOK_PUBLIC_KEY
-        if not public_key:
-            raise ApiError(401, "not_configured", "SENDGRID_WEBHOOK_PUBLIC_KEY is not set; events are refused.")
-        signature = request.headers.get("X-Twilio-Email-Event-Webhook-Signature", "")
-        timestamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
-        if not signature or not timestamp:
-            raise ApiError(401, "unsigned", "Missing SendGrid signature headers.")
-        body = request.body.decode("utf-8", "replace")
-        try:
-            valid = EventWebhook(public_key).verify_signature(body, signature, timestamp)
-        except (binascii.Error, ValueError, TypeError):
-            valid = False
-        if not valid:
-            raise ApiError(403, "bad_signature", "The SendGrid signature does not match.")
-        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > settings.HERALD_WEBHOOK_MAX_AGE_SECONDS:
-            raise ApiError(403, "stale", "The SendGrid signature timestamp is too old; refusing a replay.")
-        seen = replay_key("sendgrid", timestamp + body)
-        refuse_replay(seen)
-        try:
-            # Signed by SendGrid, so kept: characters PostgreSQL cannot store are replaced, not refused.
-            events = safe_json.scrub(json.loads(body))
-        except RecursionError:
-            raise ApiError(400, "malformed_json", f"Body nests deeper than {safe_json.MAX_DEPTH} levels.") from None
-        except ValueError:
-            raise ApiError(400, "malformed_json", "Body is not valid JSON.") from None
-        if not isinstance(events, list):
-            raise ApiError(400, "invalid", "Expected a JSON array of events.")
-        applied = sum(handle_sendgrid_event(event) for event in events if isinstance(event, dict))
-        remember_processed(seen)
-        return Response({"received": len(events), "new": applied})
-
-
-def handle_sendgrid_event(event: dict) -> bool:
-    delivery_id = event.get("herald_delivery_id")
-    message_id = str(event.get("sg_message_id", "")).split(".")[0]
-    delivery = find_delivery(delivery_id, message_id)
-    if delivery is None:
-        log.info("SendGrid event for an unknown message (%s / %s) ignored", delivery_id, message_id)
-        return False
-    key = event.get("sg_event_id") or f"{message_id}:{event.get('event')}:{event.get('timestamp')}"
-    return receipts.record_event(
-        source="sendgrid", event=str(event.get("event", "")), event_key=str(key), delivery=delivery,
-        provider_message_id=message_id, occurred_at=epoch(event.get("timestamp")), payload=event,
-        effect=receipts.sendgrid_effect(event),
-    )
+        return super().post(request)
 
 
 TWILIO_STATUS = inline_serializer(
@@ -142,7 +119,8 @@ TWILIO_STATUS = inline_serializer(
 )
 
 
-class TwilioWebhook(RawBodyMixin, APIView):
+class TwilioWebhook(ReceiptWebhook):
+    provider_name = "twilio"
     parser_classes = [FormParser]
 
     @extend_schema(
@@ -151,30 +129,7 @@ class TwilioWebhook(RawBodyMixin, APIView):
         description="Twilio's message status callback, verified against X-Twilio-Signature.",
     )
     def post(self, request):
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature:
-            raise ApiError(401, "unsigned", "Missing X-Twilio-Signature.")
-        if not settings.TWILIO_AUTH_TOKEN:
-            raise ApiError(401, "not_configured", "TWILIO_AUTH_TOKEN is not set; callbacks are refused.")
-        params = {key: request.POST.get(key) for key in request.POST}
-        url = settings.PUBLIC_BASE_URL + request.get_full_path()
-        if not RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(url, params, signature):
-            raise ApiError(403, "bad_signature", "The Twilio signature does not match.")
-        seen = replay_key("twilio", url + json.dumps(params, sort_keys=True))
-        refuse_replay(seen)
-        params = safe_json.scrub(params)
-        message_sid = params.get("MessageSid") or params.get("SmsSid") or ""
-        delivery = find_delivery(request.GET.get("delivery"), message_sid)
-        status = params.get("MessageStatus") or params.get("SmsStatus") or ""
-        if delivery is None:
-            log.info("Twilio status %s for an unknown message %s ignored", status, message_sid)
-            return Response({"received": 1, "new": 0})
-        new = receipts.record_event(
-            source="twilio", event=status, event_key=f"{message_sid}:{status}", delivery=delivery,
-            provider_message_id=message_sid, occurred_at=None, payload=params, effect=receipts.twilio_effect(params),
-        )
-        remember_processed(seen)
-        return Response({"received": 1, "new": int(new)})
+        return super().post(request)
 
 
 def find_delivery(delivery_id, provider_message_id: str) -> Delivery | None:
@@ -186,13 +141,6 @@ def find_delivery(delivery_id, provider_message_id: str) -> Delivery | None:
     if by_id or not provider_message_id:
         return by_id
     return Delivery.objects.filter(provider_message_id=provider_message_id).first()
-
-
-def epoch(value) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(int(value), tz=UTC)
-    except (TypeError, ValueError, OverflowError):
-        return None
 
 
 class DeadLetterView(serializers.ModelSerializer):

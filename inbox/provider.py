@@ -12,6 +12,7 @@ the delivery: the message itself still reaches the user.
 import logging
 from urllib.parse import urlsplit
 
+from core.vocabulary import ErrorCode
 from delivery.providers.base import OutgoingMessage, SendResult
 from inbox.items import add_item
 from preferences.models import Recipient
@@ -66,7 +67,7 @@ class InboxProvider:
         user_id = message.to[0] if message.to else ""
         recipient_id = Recipient.objects.filter(external_id=user_id).values_list("pk", flat=True).first()
         if recipient_id is None:
-            return SendResult.invalid_recipient("unknown_user", f"No user {user_id!r} to hold an inbox item.")
+            return SendResult.invalid_recipient(ErrorCode.UNKNOWN_USER, f"No user {user_id!r} to hold an inbox item.")
         item, _ = add_item(
             recipient_id, delivery_id=message.delivery_id, notification_id=message.notification_id or None,
             fields=item_fields(message),

@@ -11,6 +11,22 @@ from tests.services import BrokerServer, CeleryWorker, subprocess_env
 
 pytest_plugins = ["tests.providers_stack"]
 
+# A test that asks for none of these (directly or through other fixtures) and is not marked
+# django_db runs without PostgreSQL, Redis, a broker or a subprocess: it is marked `unit`.
+SERVICE_FIXTURES = {
+    "django_db_setup", "broker", "simulator", "smtp", "webhook_receiver", "live_server", "asgi_server",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        needs_services = (
+            item.get_closest_marker("django_db") or item.get_closest_marker("services")
+            or SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        )
+        if not needs_services:
+            item.add_marker(pytest.mark.unit)
+
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
@@ -61,8 +77,9 @@ def live(workers, broker, transactional_db):
 
 
 @pytest.fixture(autouse=True)
-def clean_redis():
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+def clean_redis(request):
+    if request.node.get_closest_marker("unit") is None:
+        redis.Redis.from_url(settings.REDIS_URL).flushdb()
 
 
 @pytest.fixture

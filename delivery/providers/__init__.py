@@ -9,9 +9,9 @@ from functools import cache
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from delivery.providers.base import Outcome, OutgoingMessage, Provider, SendResult
+from delivery.providers.base import Outcome, OutgoingMessage, Provider, ReportsReceipts, SendResult
 
-__all__ = ["OutgoingMessage", "Outcome", "Provider", "SendResult", "provider_names", "get_provider"]
+__all__ = ["OutgoingMessage", "Outcome", "Provider", "SendResult", "provider_names", "get_provider", "receipts_reader"]
 
 PROVIDER_CLASSES = {
     "sandbox": "delivery.providers.sandbox.SandboxProvider",
@@ -55,3 +55,11 @@ def provider_names(channel: str, platform: str | None = None) -> list[str]:
 def get_provider(name: str) -> Provider:
     # Built once per process: SDK clients keep connections, OAuth tokens and signed JWTs.
     return import_string(PROVIDER_CLASSES[name])()
+
+
+def receipts_reader(name: str) -> ReportsReceipts | None:
+    """The class that verifies and reads `name`'s receipt webhooks, if it sends any (no SDK client is built)."""
+    if name not in PROVIDER_CLASSES:
+        return None
+    provider_class = import_string(PROVIDER_CLASSES[name])
+    return provider_class if hasattr(provider_class, "read_receipts") else None

@@ -15,6 +15,7 @@ from django.conf import settings
 from h2.exceptions import ProtocolError
 
 from core.queues import URGENT_PRIORITIES
+from core.vocabulary import ErrorCode
 from delivery.providers.base import OutgoingMessage, SendResult, merge_push_results
 
 log = logging.getLogger(__name__)
@@ -61,17 +62,17 @@ class ApnsProvider:
             outcomes = future.result(settings.HERALD_PROVIDER_TIMEOUT)
         except TimeoutError:
             future.cancel()
-            return SendResult.unknown("timeout", f"APNs did not answer within {settings.HERALD_PROVIDER_TIMEOUT}s")
+            return SendResult.unknown(ErrorCode.TIMEOUT, f"APNs did not answer within {settings.HERALD_PROVIDER_TIMEOUT}s")
         results = []
         for token, outcome in zip(message.to, outcomes, strict=True):
             if isinstance(outcome, (MaxAttemptsExceeded, APNsConnectionError, ProtocolError, OSError)):
-                results.append(SendResult.retry("connection_error", f"APNs unreachable: {outcome!r}", provider_fault=True))
+                results.append(SendResult.retry(ErrorCode.CONNECTION_ERROR, f"APNs unreachable: {outcome!r}", provider_fault=True))
             elif isinstance(outcome, BaseException):
                 raise outcome
             elif outcome.is_successful:
                 results.append(SendResult.sent(outcome.notification_id))
             elif outcome.description in DEAD_TOKEN or outcome.status == "410":
-                results.append(SendResult.invalid_recipient("unregistered", "APNs no longer knows this token", (token,)))
+                results.append(SendResult.invalid_recipient(ErrorCode.UNREGISTERED, "APNs no longer knows this token", (token,)))
             else:
                 results.append(classify(outcome.status, outcome.description))
         return merge_push_results(results)
@@ -101,12 +102,12 @@ class ApnsProvider:
 def classify(status: str, reason: str | None) -> SendResult:
     text = f"APNs {status}: {reason}"
     if status == "429":
-        return SendResult.retry("rate_limited", text)
+        return SendResult.retry(ErrorCode.RATE_LIMITED, text)
     if reason == "ExpiredProviderToken":  # the client signs a fresh JWT on the next try
         return SendResult.retry("expired_provider_token", text)
     if reason in AUTH_PROBLEM or status == "403":
         log.error("APNs rejected our provider token: %s", text)
-        return SendResult.failed("auth_failed", text, provider_fault=True)
+        return SendResult.failed(ErrorCode.AUTH_FAILED, text, provider_fault=True)
     if status.startswith("5"):
         return SendResult.retry(f"http_{status}", text, provider_fault=True)
     return SendResult.failed(reason or f"http_{status}", text)

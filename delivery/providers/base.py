@@ -9,8 +9,13 @@ import email.utils
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
+
+from django.http import HttpRequest
+
+from core.vocabulary import ErrorCode
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,57 @@ class Provider(Protocol):
     def send(self, message: OutgoingMessage) -> SendResult: ...
 
 
+@dataclass(frozen=True)
+class ReceiptEffect:
+    """What a receipt event does to its delivery."""
+
+    status: str | None = None  # None: recorded for the timeline only
+    timestamps: tuple[str, ...] = ()  # fields to stamp with the event's time, e.g. delivered_at
+    error_code: str = ""
+    error_message: str = ""
+    suppress: bool = False  # the address is dead: remember it and fall back to another channel
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    """One event from a provider's receipt webhook, before it is matched to a delivery."""
+
+    event: str
+    event_key: str  # the provider's id for the event: a resent event is stored once
+    delivery_id: str | None  # Herald's id, when the provider echoes it back
+    provider_message_id: str
+    occurred_at: datetime | None
+    payload: dict
+
+
+@dataclass(frozen=True)
+class SignedReceipts:
+    """A receipt webhook request whose signature checked out."""
+
+    signed: str  # what the signature covers: a second request carrying it is a replay
+    received: int
+    events: list[ReceivedEvent]
+
+
+class ReportsReceipts(Protocol):
+    """A provider that posts signed receipts (delivered, opened, bounced) back to Herald."""
+
+    @staticmethod
+    def read_receipts(request: HttpRequest) -> SignedReceipts:
+        """Verify the request's signature (raising core.errors.ApiError if it fails) and parse its events."""
+
+    @staticmethod
+    def receipt_effect(payload: dict) -> ReceiptEffect:
+        """What one stored event (its payload as received) does to its delivery."""
+
+
+def epoch(value) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(value), tz=UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 class LookupUnavailable(Exception):
     """The provider could not be asked whether it sent a message."""
 
@@ -88,10 +144,10 @@ def requests_failure(exc: Exception, provider: str) -> SendResult:
     if isinstance(exc, requests.ConnectTimeout) or (
         isinstance(exc, requests.ConnectionError) and "NewConnectionError" in repr(exc.args)
     ):
-        return SendResult.retry("connection_error", f"{provider} unreachable: {exc}", provider_fault=True)
+        return SendResult.retry(ErrorCode.CONNECTION_ERROR, f"{provider} unreachable: {exc}", provider_fault=True)
     if isinstance(exc, requests.Timeout):
-        return SendResult.unknown("timeout", f"{provider} took the request but did not answer in time: {exc}")
-    return SendResult.unknown("connection_lost", f"The connection to {provider} broke before it answered: {exc}")
+        return SendResult.unknown(ErrorCode.TIMEOUT, f"{provider} took the request but did not answer in time: {exc}")
+    return SendResult.unknown(ErrorCode.CONNECTION_LOST, f"The connection to {provider} broke before it answered: {exc}")
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:

@@ -8,6 +8,7 @@ from django.conf import settings
 from firebase_admin import _http_client, credentials, exceptions, messaging
 
 from core.queues import URGENT_PRIORITIES
+from core.vocabulary import ErrorCode
 from delivery.providers.base import OutgoingMessage, SendResult, merge_push_results, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class FcmProvider:
             if response.success:
                 results.append(SendResult.sent(response.message_id))
             elif isinstance(response.exception, (messaging.UnregisteredError, messaging.SenderIdMismatchError)):
-                results.append(SendResult.invalid_recipient("unregistered", "FCM no longer knows this token", (token,)))
+                results.append(SendResult.invalid_recipient(ErrorCode.UNREGISTERED, "FCM no longer knows this token", (token,)))
             else:
                 results.append(classify(response.exception))
         return merge_push_results(results)
@@ -84,12 +85,12 @@ def classify(exc: Exception) -> SendResult:
     text = str(exc)
     if isinstance(exc, messaging.QuotaExceededError):
         # FCM's 429: waiting, like every provider's rate limit (no attempt used; the shared rate adapts).
-        return SendResult.retry("rate_limited", text, after=retry_after_seconds(headers))
+        return SendResult.retry(ErrorCode.RATE_LIMITED, text, after=retry_after_seconds(headers))
     if isinstance(exc, messaging.ThirdPartyAuthError) or isinstance(exc, (exceptions.UnauthenticatedError, exceptions.PermissionDeniedError)):
         log.error("FCM rejected our credentials: %s", text)
-        return SendResult.failed("auth_failed", text, provider_fault=True)
+        return SendResult.failed(ErrorCode.AUTH_FAILED, text, provider_fault=True)
     if isinstance(exc, exceptions.InvalidArgumentError):
-        return SendResult.failed("invalid_argument", text)
+        return SendResult.failed(ErrorCode.INVALID_ARGUMENT, text)
     if isinstance(exc, (exceptions.UnavailableError, exceptions.InternalError, exceptions.DeadlineExceededError,
                         exceptions.UnknownError)):
         return SendResult.retry(getattr(exc, "code", "unavailable").lower(), text, after=retry_after_seconds(headers), provider_fault=True)

@@ -1,16 +1,32 @@
 """Email through SendGrid's v3 Mail Send API (the official `sendgrid` SDK)."""
 
+import binascii
 import http.client
+import json
 import logging
 import time
 import urllib.error
 
 from django.conf import settings
+from django.http import HttpRequest
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
+from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.mail import Category, CustomArg, Header, Mail
 
-from delivery.providers.base import OutgoingMessage, SendResult, retry_after_seconds
+from core import safe_json
+from core.errors import ApiError
+from core.states import Status
+from core.vocabulary import ErrorCode
+from delivery.providers.base import (
+    OutgoingMessage,
+    ReceiptEffect,
+    ReceivedEvent,
+    SendResult,
+    SignedReceipts,
+    epoch,
+    retry_after_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +60,74 @@ class SendGridProvider:
         except http_errors.HTTPError as exc:
             return classify_error(exc)
         except urllib.error.URLError as exc:  # urllib raises this only before the request is complete
-            return SendResult.retry("connection_error", f"SendGrid unreachable: {exc}", provider_fault=True)
+            return SendResult.retry(ErrorCode.CONNECTION_ERROR, f"SendGrid unreachable: {exc}", provider_fault=True)
         except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
             # Raised while waiting for the answer: SendGrid may have taken the message.
-            return SendResult.unknown("timeout" if isinstance(exc, TimeoutError) else "connection_lost",
+            return SendResult.unknown(ErrorCode.TIMEOUT if isinstance(exc, TimeoutError) else ErrorCode.CONNECTION_LOST,
                                       f"SendGrid did not answer: {exc!r}")
         # Without X-Message-Id the send still happened: receipts map back by custom args.
         return SendResult.sent(response.headers.get("X-Message-Id", ""))
+
+    @staticmethod
+    def read_receipts(request: HttpRequest) -> SignedReceipts:
+        """SendGrid's signed Event Webhook: a JSON array of events, signed with ECDSA."""
+        public_key = settings.SENDGRID_WEBHOOK_PUBLIC_KEY
+        if not public_key:
+            raise ApiError(401, "not_configured", "SENDGRID_WEBHOOK_PUBLIC_KEY is not set; events are refused.")
+        signature = request.headers.get("X-Twilio-Email-Event-Webhook-Signature", "")
+        timestamp = request.headers.get("X-Twilio-Email-Event-Webhook-Timestamp", "")
+        if not signature or not timestamp:
+            raise ApiError(401, "unsigned", "Missing SendGrid signature headers.")
+        body = request.body.decode("utf-8", "replace")
+        try:
+            valid = EventWebhook(public_key).verify_signature(body, signature, timestamp)
+        except (binascii.Error, ValueError, TypeError):
+            valid = False
+        if not valid:
+            raise ApiError(403, "bad_signature", "The SendGrid signature does not match.")
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > settings.HERALD_WEBHOOK_MAX_AGE_SECONDS:
+            raise ApiError(403, "stale", "The SendGrid signature timestamp is too old; refusing a replay.")
+        try:
+            # Signed by SendGrid, so kept: characters PostgreSQL cannot store are replaced, not refused.
+            events = safe_json.scrub(json.loads(body))
+        except RecursionError:
+            raise ApiError(400, "malformed_json", f"Body nests deeper than {safe_json.MAX_DEPTH} levels.") from None
+        except ValueError:
+            raise ApiError(400, "malformed_json", "Body is not valid JSON.") from None
+        if not isinstance(events, list):
+            raise ApiError(400, "invalid", "Expected a JSON array of events.")
+        return SignedReceipts(signed=timestamp + body, received=len(events),
+                              events=[received_event(event) for event in events if isinstance(event, dict)])
+
+    @staticmethod
+    def receipt_effect(payload: dict) -> ReceiptEffect:
+        kind = payload.get("event")
+        if kind == "delivered":
+            return ReceiptEffect(Status.DELIVERED, ("delivered_at",))
+        if kind == "open":
+            return ReceiptEffect(Status.READ, ("read_at",))
+        if kind == "click":
+            return ReceiptEffect(Status.READ, ("read_at", "clicked_at"))
+        if kind == "bounce":
+            reason = str(payload.get("reason", ""))[:2000]
+            if payload.get("type") == "blocked":  # a soft bounce: the mailbox exists
+                return ReceiptEffect(None, error_code=ErrorCode.SOFT_BOUNCE, error_message=reason)
+            return ReceiptEffect(Status.BOUNCED, error_code=ErrorCode.HARD_BOUNCE, error_message=reason, suppress=True)
+        if kind == "dropped":
+            reason = str(payload.get("reason", ""))
+            dead = "bounce" in reason.lower() or "invalid" in reason.lower()
+            return ReceiptEffect(Status.FAILED, ("failed_at",), ErrorCode.DROPPED, reason[:2000], suppress=dead)
+        return ReceiptEffect(None)  # processed, deferred, spamreport, unsubscribe: recorded for the timeline
+
+
+def received_event(event: dict) -> ReceivedEvent:
+    message_id = str(event.get("sg_message_id", "")).split(".")[0]
+    key = event.get("sg_event_id") or f"{message_id}:{event.get('event')}:{event.get('timestamp')}"
+    delivery_id = event.get("herald_delivery_id")
+    return ReceivedEvent(
+        event=str(event.get("event", "")), event_key=str(key), delivery_id=str(delivery_id) if delivery_id else None,
+        provider_message_id=message_id, occurred_at=epoch(event.get("timestamp")), payload=event,
+    )
 
 
 def classify_error(exc: http_errors.HTTPError) -> SendResult:
@@ -58,14 +135,14 @@ def classify_error(exc: http_errors.HTTPError) -> SendResult:
     body = _text(getattr(exc, "body", b""))
     headers = getattr(exc, "headers", None) or {}
     if status == 429:
-        return SendResult.retry("rate_limited", "SendGrid rate limit", after=_reset_after(headers))
+        return SendResult.retry(ErrorCode.RATE_LIMITED, "SendGrid rate limit", after=_reset_after(headers))
     if status >= 500:
         return SendResult.retry(f"http_{status}", f"SendGrid server error: {body[:300]}", provider_fault=True)
     if status in (401, 403):
         log.error("SendGrid rejected our credentials (%s): %s", status, body[:300])
-        return SendResult.failed("auth_failed", f"SendGrid {status}: {body[:300]}", provider_fault=True)
+        return SendResult.failed(ErrorCode.AUTH_FAILED, f"SendGrid {status}: {body[:300]}", provider_fault=True)
     if status == 400 and ("personalizations" in body and "email" in body.lower()):
-        return SendResult.invalid_recipient("invalid_email", f"SendGrid refused the address: {body[:300]}")
+        return SendResult.invalid_recipient(ErrorCode.INVALID_EMAIL, f"SendGrid refused the address: {body[:300]}")
     return SendResult.failed(f"http_{status}", f"SendGrid refused the message: {body[:300]}")
 
 

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.smtp import EmailBackend
 
+from core.vocabulary import ErrorCode
 from delivery.providers.base import OutgoingMessage, SendResult
 
 
@@ -57,13 +58,13 @@ class SmtpProvider:
             # e.g. "554 5.7.1 Relaying denied": our server's configuration, not the person's address.
             return SendResult.failed(f"smtp_{code}", _reply(reply), provider_fault=True)
         except smtplib.SMTPAuthenticationError as exc:
-            return SendResult.failed("auth_failed", f"SMTP login refused: {_reply(exc.smtp_error)}", provider_fault=True)
+            return SendResult.failed(ErrorCode.AUTH_FAILED, f"SMTP login refused: {_reply(exc.smtp_error)}", provider_fault=True)
         except smtplib.SMTPResponseException as exc:
             if 400 <= exc.smtp_code < 500:
                 return SendResult.retry(f"smtp_{exc.smtp_code}", _reply(exc.smtp_error))
             return SendResult.failed(f"smtp_{exc.smtp_code}", _reply(exc.smtp_error), provider_fault=True)
         except (smtplib.SMTPException, TimeoutError, OSError) as exc:
-            return SendResult.retry("connection_error", f"SMTP server unreachable: {exc}", provider_fault=True)
+            return SendResult.retry(ErrorCode.CONNECTION_ERROR, f"SMTP server unreachable: {exc}", provider_fault=True)
         return SendResult.sent(message_id.strip("<>"))
 
 

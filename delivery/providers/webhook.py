@@ -10,6 +10,7 @@ from django.conf import settings
 from standardwebhooks.webhooks import Webhook
 
 from core import network
+from core.vocabulary import ErrorCode
 from delivery.providers.base import OutgoingMessage, SendResult, retry_after_seconds
 
 
@@ -42,26 +43,26 @@ class WebhookProvider:
         try:
             destination = network.resolve(message.to[0], allow_private=settings.HERALD_WEBHOOK_ALLOW_PRIVATE)
         except network.UnsafeDestination as exc:
-            return SendResult.failed("forbidden_destination", str(exc))
+            return SendResult.failed(ErrorCode.FORBIDDEN_DESTINATION, str(exc))
         except network.UnresolvableDestination as exc:
-            return SendResult.retry("unresolvable", str(exc))
+            return SendResult.retry(ErrorCode.UNRESOLVABLE, str(exc))
         try:
             status, response_headers = post_pinned(destination, message.to[0], body.encode(), headers)
         except urllib3.exceptions.NewConnectionError as exc:  # a subclass of the timeout below, so first
-            return SendResult.retry("connection_error", f"Endpoint unreachable: {exc}")
+            return SendResult.retry(ErrorCode.CONNECTION_ERROR, f"Endpoint unreachable: {exc}")
         except urllib3.exceptions.ConnectTimeoutError as exc:
-            return SendResult.retry("connection_error", f"Endpoint unreachable: {exc}")
+            return SendResult.retry(ErrorCode.CONNECTION_ERROR, f"Endpoint unreachable: {exc}")
         except urllib3.exceptions.TimeoutError:
-            return SendResult.unknown("timeout", f"No answer within {settings.HERALD_PROVIDER_TIMEOUT}s", provider_fault=False)
+            return SendResult.unknown(ErrorCode.TIMEOUT, f"No answer within {settings.HERALD_PROVIDER_TIMEOUT}s", provider_fault=False)
         except urllib3.exceptions.HTTPError as exc:
-            return SendResult.unknown("connection_lost", f"The connection broke before the endpoint answered: {exc}", provider_fault=False)
+            return SendResult.unknown(ErrorCode.CONNECTION_LOST, f"The connection broke before the endpoint answered: {exc}", provider_fault=False)
         # One endpoint's trouble is that endpoint's, so nothing here counts toward a provider breaker.
         if 200 <= status < 300:
             return SendResult.sent(webhook_id)
         if status == 410:
-            return SendResult.invalid_recipient("endpoint_gone", "The endpoint answered 410 Gone; it will not be called again.")
+            return SendResult.invalid_recipient(ErrorCode.ENDPOINT_GONE, "The endpoint answered 410 Gone; it will not be called again.")
         if status in (408, 429):  # this endpoint asks us to slow down: waiting, not failing
-            return SendResult.retry("endpoint_rate_limited", f"The endpoint answered {status}.", after=retry_after_seconds(response_headers))
+            return SendResult.retry(ErrorCode.ENDPOINT_RATE_LIMITED, f"The endpoint answered {status}.", after=retry_after_seconds(response_headers))
         if status >= 500:
             return SendResult.retry(f"http_{status}", f"The endpoint answered {status}.", after=retry_after_seconds(response_headers))
         return SendResult.failed(f"http_{status}", f"The endpoint answered {status}.")

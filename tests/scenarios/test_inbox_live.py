@@ -17,8 +17,8 @@ from delivery.models import Delivery
 from inbox.models import InboxItem
 from inbox.tokens import issue_token
 from tests.factories import make_recipient, make_templates, notification_body
+from tests.inbox.support import asgi_server  # noqa: F401  (fixture)
 from tests.services import wait_for
-from tests.test_inbox_support import asgi_server  # noqa: F401  (fixture)
 
 RECV = 15  # seconds a frame may take: routing and delivery run through the worker
 

@@ -1,4 +1,4 @@
-"""The preferences API (versions, ETags, validation), one-click unsubscribe, erasure and export."""
+"""People, devices, preferences, export and erasure over the REST API."""
 
 import threading
 from urllib.parse import urlsplit
@@ -16,6 +16,76 @@ from preferences.models import Device, Preferences, Recipient
 from preferences.policy import decide
 from preferences.unsubscribe import list_unsubscribe_headers, unsubscribe_url
 from tests.factories import make_recipient
+
+
+@pytest.mark.django_db
+def test_put_creates_then_updates_a_user_keeping_fields_left_out(api):
+    created = api.put("/api/v1/users/alice", {"email": "a@example.com", "timezone": "Europe/Berlin"}, format="json")
+    updated = api.put("/api/v1/users/alice", {"phone": "+4915112345678", "locale": "de"}, format="json")
+
+    assert created.status_code == 201
+    assert updated.status_code == 200
+    body = api.get("/api/v1/users/alice").json()
+    assert body["email"] == "a@example.com"
+    assert body["phone"] == "+4915112345678"
+    assert body["timezone"] == "Europe/Berlin"
+    assert body["locale"] == "de"
+    assert body["active"] is True
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"phone": "0151 1234"}, "phone"),
+        ({"email": "not-an-email"}, "email"),
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"locale": "english please"}, "locale"),
+        ({"active": "maybe"}, "active"),
+        ({"nickname": "al"}, "nickname"),
+    ],
+)
+def test_bad_user_fields_are_400_naming_the_field(api, body, field):
+    response = api.put("/api/v1/users/alice", body, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == field
+    assert not Recipient.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_unknown_user_is_404_as_json(api):
+    response = api.get("/api/v1/users/nobody")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.django_db
+def test_devices_register_move_between_users_and_delete(api):
+    make_recipient("a")
+    make_recipient("b")
+
+    first = api.post("/api/v1/users/a/devices", {"platform": "ios", "token": "abc"}, format="json")
+    again = api.post("/api/v1/users/a/devices", {"platform": "ios", "token": "abc"}, format="json")
+    moved = api.post("/api/v1/users/b/devices", {"platform": "ios", "token": "abc"}, format="json")
+
+    assert (first.status_code, again.status_code, moved.status_code) == (201, 200, 200)
+    assert Device.objects.get(token="abc").recipient.external_id == "b"
+    assert api.delete("/api/v1/users/a/devices/abc").status_code == 404
+    assert api.delete("/api/v1/users/b/devices/abc").status_code == 204
+    assert not Device.objects.filter(token="abc").exists()
+
+
+@pytest.mark.django_db
+def test_a_device_with_an_unknown_platform_is_400(api):
+    make_recipient("a")
+
+    response = api.post("/api/v1/users/a/devices", {"platform": "palm", "token": "x"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "platform"
+
 
 URL = "/api/v1/users/ada/preferences"
 

@@ -16,7 +16,7 @@ from inbox.provider import InboxProvider
 from inbox.routing import websocket_urlpatterns
 from inbox.tokens import issue_token
 from tests.factories import make_recipient
-from tests.test_inbox_support import make_in_app_delivery
+from tests.inbox.support import make_in_app_delivery
 
 application = URLRouter(websocket_urlpatterns)
 TIMEOUT = 5

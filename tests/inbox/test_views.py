@@ -12,7 +12,7 @@ from inbox.provider import InboxProvider
 from inbox.tokens import issue_token, read_token
 from notifications.models import ApiKey
 from tests.factories import make_recipient
-from tests.test_inbox_support import make_in_app_delivery
+from tests.inbox.support import make_in_app_delivery
 
 INBOX = "/api/v1/inbox"
 

@@ -17,8 +17,8 @@ from delivery.models import DeliveryEvent
 from delivery.providers.base import OutgoingMessage
 from delivery.providers.webhook import WebhookProvider
 from preferences.models import Recipient
+from tests.delivery.test_receipts import PRIVATE_KEY, post_sendgrid, post_twilio, receipt_settings, sent_delivery, sg_event  # noqa: F401
 from tests.factories import make_recipient, make_templates
-from tests.test_receipts import PRIVATE_KEY, post_sendgrid, post_twilio, receipt_settings, sent_delivery, sg_event  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("receipt_settings")]
 

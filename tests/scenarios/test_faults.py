@@ -26,8 +26,8 @@ from rest_framework.test import APIClient
 from core import redis_client
 from delivery.models import DeadLetter, Delivery, DeliveryAttempt
 from tests.factories import delivery_of, make_recipient, make_templates, notification_body, status_of
+from tests.scenarios.test_providers import send
 from tests.services import ROOT, port_open, stop_process_group, subprocess_env, wait_for
-from tests.test_providers import send
 
 FINAL = ("sent", "delivered", "read", "failed", "canceled")
 
@@ -208,7 +208,7 @@ def stalled_redis(tmp_path):
 
 @pytest.mark.django_db
 def test_a_stalled_redis_does_not_hang_accepts_receipts_or_readiness(api, stalled_redis):
-    from tests.test_receipts import PUBLIC_KEY, post_sendgrid
+    from tests.delivery.test_receipts import PUBLIC_KEY, post_sendgrid
 
     make_templates()
     make_recipient("u1")

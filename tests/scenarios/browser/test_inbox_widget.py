@@ -12,8 +12,8 @@ import pytest
 
 from inbox.models import InboxItem
 from tests.factories import make_templates, notification_body
+from tests.inbox.support import asgi_server  # noqa: F401  (fixture)
 from tests.services import wait_for
-from tests.test_inbox_support import asgi_server  # noqa: F401  (fixture)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",

@@ -1,4 +1,4 @@
-"""decide() against real Redis and PostgreSQL: caps, deduplication, concurrency and the cache."""
+"""How choices, quiet hours, caps and duplicates decide each channel: pure rules first, then decide() on real Redis and PostgreSQL."""
 
 import threading
 from datetime import UTC, datetime, time, timedelta
@@ -9,9 +9,115 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from preferences import policy, store
+from preferences.defaults import DEFAULT_POLICIES
 from preferences.models import CategorySetting, Preferences
-from preferences.policy import HOLD, SEND, SUPPRESS, ChannelDecision, candidate_channels, decide
+from preferences.policy import HOLD, SEND, SUPPRESS, ChannelDecision, candidate_channels, decide, preference_decisions
+from preferences.snapshot import CategoryChoice, CategoryPolicy, Choices, category_channels, opted_out_reason
 from tests.factories import make_recipient
+
+MARKETING = DEFAULT_POLICIES["marketing"]
+
+
+SOCIAL = DEFAULT_POLICIES["social"]
+
+
+SECURITY = DEFAULT_POLICIES["security"]
+
+
+QUIET = {"quiet_hours_enabled": True, "quiet_hours_start": time(22), "quiet_hours_end": time(7)}
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def test_an_opt_in_category_is_off_until_the_person_opts_in():
+    assert opted_out_reason(Choices(), MARKETING, "email") == "not_opted_in"
+    opted_in = Choices(categories={"marketing": CategoryChoice(enabled=True)})
+    assert opted_out_reason(opted_in, MARKETING, "email") is None
+
+
+def test_each_level_of_the_hierarchy_can_opt_out():
+    everything_off = Choices(enabled=False)
+    social_off = Choices(categories={"social": CategoryChoice(enabled=False)})
+    push_off = Choices(channels={"push": False})
+    social_in_app_only = Choices(categories={"social": CategoryChoice(channels=("in_app",))})
+
+    assert opted_out_reason(everything_off, SOCIAL, "in_app") == "opted_out"
+    assert opted_out_reason(social_off, SOCIAL, "in_app") == "opted_out"
+    assert opted_out_reason(push_off, SOCIAL, "push") == "opted_out"
+    assert opted_out_reason(push_off, SOCIAL, "in_app") is None
+    assert opted_out_reason(social_in_app_only, SOCIAL, "push") == "opted_out"
+    assert opted_out_reason(social_in_app_only, SOCIAL, "in_app") is None
+
+
+def test_an_unsubscribe_link_is_reported_as_unsubscribed():
+    choices = Choices(categories={"social": CategoryChoice(enabled=False, unsubscribed_at="2024-01-01T00:00:00+00:00")})
+
+    assert opted_out_reason(choices, SOCIAL, "push") == "unsubscribed"
+
+
+def test_a_required_category_ignores_every_opt_out():
+    choices = Choices(
+        enabled=False, channels={"sms": False},
+        categories={"security": CategoryChoice(enabled=False, channels=("email",))},
+    )
+
+    assert [opted_out_reason(choices, SECURITY, c) for c in ("push", "sms", "email")] == [None, None, None]
+    assert category_channels(choices, SECURITY) == ("push", "sms", "email")
+
+
+def test_the_persons_channel_list_replaces_the_category_default():
+    choices = Choices(categories={"social": CategoryChoice(channels=("in_app",))})
+
+    assert category_channels(choices, SOCIAL) == ("in_app",)
+    assert category_channels(Choices(), SOCIAL) == ("push", "in_app")
+
+
+def test_quiet_hours_hold_push_and_sms_but_send_email_and_in_app_now():
+    # given 23:00 in Berlin for someone with quiet hours 22:00-07:00
+    choices = Choices(**QUIET)
+    policy = DEFAULT_POLICIES["transaction"]
+    now = utc(2024, 1, 15, 22, 0)
+
+    decisions = preference_decisions(choices, policy, ["push", "sms", "email", "in_app"], "high", "Europe/Berlin", now)
+
+    held_until = utc(2024, 1, 16, 6, 0)
+    assert decisions == [
+        ChannelDecision("push", HOLD, "quiet_hours_held_until", held_until),
+        ChannelDecision("sms", HOLD, "quiet_hours_held_until", held_until),
+        ChannelDecision("email", SEND),
+        ChannelDecision("in_app", SEND),
+    ]
+
+
+def test_critical_priority_and_categories_exempt_from_quiet_hours_go_now():
+    choices = Choices(**QUIET)
+    now = utc(2024, 1, 15, 22, 0)
+
+    critical = preference_decisions(choices, DEFAULT_POLICIES["transaction"], ["push"], "critical", "Europe/Berlin", now)
+    security = preference_decisions(choices, SECURITY, ["push", "sms"], "high", "Europe/Berlin", now)
+
+    assert critical == [ChannelDecision("push", SEND)]
+    assert [d.action for d in security] == [SEND, SEND]
+
+
+def test_which_channels_wait_is_configurable_per_category():
+    choices = Choices(**QUIET)
+    policy = CategoryPolicy("reminder", ("push", "email"), quiet_hours_held_channels=("push", "email"))
+
+    decisions = preference_decisions(choices, policy, ["email", "in_app"], "medium", "Europe/Berlin", utc(2024, 1, 15, 22))
+
+    assert [d.action for d in decisions] == [HOLD, SEND]
+
+
+def test_an_opted_out_channel_is_suppressed_even_during_quiet_hours():
+    choices = Choices(channels={"push": False}, **QUIET)
+
+    decisions = preference_decisions(choices, SOCIAL, ["push"], "medium", "Europe/Berlin", utc(2024, 1, 15, 22))
+
+    assert decisions == [ChannelDecision("push", SUPPRESS, "opted_out")]
+
 
 NOON = datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
 

@@ -46,7 +46,7 @@ from simulator.receipts import sendgrid_event_request, twilio_status_request
 from simulator.twilio_api import count_segments
 from tests.services import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "simulated-auth-token"
 TOPIC = "com.herald.app"
