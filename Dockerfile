@@ -32,5 +32,6 @@ RUN DJANGO_SECRET_KEY=collectstatic-only \
 RUN useradd --create-home --uid 10001 herald
 USER herald
 
-EXPOSE 8000
-CMD ["uvicorn", "config.asgi:application", "--host", "0.0.0.0", "--port", "8000"]
+EXPOSE 8000 8001
+# The REST API; the inbox WebSocket server is the compose file's `socket` service (uvicorn).
+CMD ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi:application"]

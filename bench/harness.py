@@ -64,6 +64,8 @@ class Stack:
         self.processes: list[subprocess.Popen] = []
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.socket_port = free_port()
+        self.socket_url = f"http://127.0.0.1:{self.socket_port}"
 
     def __enter__(self) -> "Stack":
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -79,13 +81,17 @@ class Stack:
             "PUBLIC_BASE_URL": self.base_url,
             "HERALD_BEAT_SCHEDULER": "celery.beat:PersistentScheduler",
             "LOG_LEVEL": "WARNING",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": str(self.web_workers),
             **self.extra_env,
         }
         self.manage("migrate", "--noinput")
         try:
-            self.start("web", [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1",
-                               "--port", str(self.port), "--log-level", "warning", "--no-access-log",
-                               "--workers", str(self.web_workers)])
+            # Served as in production: REST under gunicorn (config/gunicorn.py), the socket under uvicorn.
+            self.start("web", [str(BIN / "gunicorn"), "-c", "config/gunicorn.py", "config.wsgi:application"])
+            self.start("socket", [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1",
+                                  "--port", str(self.socket_port), "--log-level", "warning", "--no-access-log"])
             wait_until(self._web_ready, 60, "the web server")
             if self.start_worker_now:
                 self.start_worker()
@@ -94,15 +100,18 @@ class Stack:
             raise
         return self
 
-    def start_worker(self) -> None:
-        """`worker_concurrency` solo-pool worker processes (no prefork pipes), the first also running beat."""
+    def start_worker(self, pool: str = "solo") -> None:
+        """`worker_concurrency` worker processes (solo pool: no prefork pipes), the first also running beat."""
         for n in range(self.worker_concurrency):
             beat = ["-B", "-s", str(self.log_dir / "beat-schedule")] if n == 0 else []
-            self.start(f"worker-{n}", [str(BIN / "celery"), "-A", "config", "worker", *beat, "--pool", "solo",
+            self.start(f"worker-{n}", [str(BIN / "celery"), "-A", "config", "worker", *beat, "--pool", pool,
                                        "--loglevel", "INFO", *WORKER_FLAGS, "-n", f"bench{n}@%h"])
         for n in range(self.worker_concurrency):
             log = self.log_dir / f"worker-{n}.log"
             wait_until(lambda log=log: " ready." in log.read_text(errors="replace"), 60, f"worker {n}")
+
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in self.processes if Path(p.args[0]).name == "celery"]
 
     def _web_ready(self) -> bool:
         try:
@@ -110,10 +119,49 @@ class Stack:
         except requests.RequestException:
             return False
 
-    def start(self, name: str, command: list[str]) -> None:
+    def start(self, name: str, command: list[str], env: dict | None = None) -> subprocess.Popen:
         log = (self.log_dir / f"{name}.log").open("w")
-        self.processes.append(subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                               start_new_session=True))
+        process = subprocess.Popen(command, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen) -> None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(20)
+        self.processes.remove(process)
+
+    def start_reference_web(self, workers: int = 2) -> str:
+        """The bare DRF validate+insert endpoint (bench/reference) under gunicorn sync workers; its URL."""
+        with self.database() as db:
+            from bench.reference import TABLE_SQL
+            db.execute(TABLE_SQL)
+        port = free_port()
+        self.start("reference-web", [str(BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}",
+                                     "--log-level", "warning", "bench.reference.wsgi:application"])
+        url = f"http://127.0.0.1:{port}/insert"
+        wait_until(lambda: _answers(url), 60, "the reference web server")
+        return url
+
+    def reference_task_rate(self, count: int = 5000) -> float:
+        """No-op tasks per second through one solo Celery worker (acks_late, prefetch 1) on the same broker."""
+        broker = self.env["CELERY_BROKER_URL"].rsplit("/", 1)[0] + "/13"
+        env = {**self.env, "CELERY_BROKER_URL": broker}
+        client = redis.Redis.from_url(broker)
+        client.flushdb()
+        code = ("from bench.reference.tasks import app, noop\n"
+                "with app.producer_or_acquire() as producer:\n"
+                f"    [noop.apply_async((n,), producer=producer) for n in range({count})]")
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
+        worker = self.start("reference-worker", [str(BIN / "celery"), "-A", "bench.reference.tasks", "worker", "--pool", "solo",
+                                                 "--loglevel", "WARNING", *WORKER_FLAGS, "-Q", "reference", "-n", "reference@%h"], env)
+        wait_until(lambda: client.llen("reference") < count, 60, "the reference worker to start consuming")
+        started = time.perf_counter()
+        left = client.llen("reference")
+        wait_until(lambda: client.llen("reference") == 0 and not client.hlen("unacked"), 300, "the no-op tasks")
+        rate = left / (time.perf_counter() - started)
+        self.stop(worker)
+        return rate
 
     def manage(self, *args: str) -> str:
         result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
@@ -137,6 +185,14 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
         self.processes.clear()
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.post(url, json={}, timeout=1)
+        return True
+    except requests.RequestException:
+        return False
 
 
 def percentile(values: list[float], pct: float) -> float:

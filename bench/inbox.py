@@ -231,8 +231,8 @@ def main() -> int:
         os.environ.update(stack.env)
         api_key, recipients = make_data(args.connections)
         latency_user, idle_users = recipients[0], recipients[1:]
-        server_pid = stack.processes[0].pid  # the web process: uvicorn, one process
-        ws_url = stack.base_url.replace("http://", "ws://", 1)
+        server_pid = stack.processes[1].pid  # the socket process: uvicorn, one process
+        ws_url = stack.socket_url.replace("http://", "ws://", 1)
         log(f"timing {args.notifications} notifications at {args.rate:g}/s")
         latency = asyncio.run(measure_latency(stack.base_url, ws_url, api_key, latency_user, args.notifications, args.rate))
         log(f"opening {args.connections} idle sockets on one uvicorn process (pid {server_pid})")

@@ -150,6 +150,8 @@ if not REDIS_URL:
 # Every Redis call on a request path gives up after this long (core/redis_client.py).
 HERALD_REDIS_TIMEOUT_SECONDS = env_float("HERALD_REDIS_TIMEOUT_SECONDS", 0.5)
 # Failed admin logins and failed API keys per client address, per window (core/throttle.py).
+# How long a web process trusts an API key it has checked: a revoked key stops working within this.
+HERALD_API_KEY_CACHE_SECONDS = env_float("HERALD_API_KEY_CACHE_SECONDS", 10.0)
 HERALD_AUTH_FAILURE_LIMIT = env_int("HERALD_AUTH_FAILURE_LIMIT", 10)
 HERALD_AUTH_FAILURE_WINDOW_SECONDS = env_int("HERALD_AUTH_FAILURE_WINDOW_SECONDS", 300)
 # Behind a proxy, the META key holding the client's address (e.g. HTTP_X_FORWARDED_FOR); empty: REMOTE_ADDR.
@@ -257,6 +259,13 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # No remote control (inspect/ping/revoke): Herald does not use it, and its pub/sub channel is
 # where kombu's Redis transport crashed the worker when the broker went away (seen in tests).
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+# Routing and delivery claim their rows in chunks of these sizes, and a lane's wake-up message
+# goes out at most once per HERALD_WAKE_SECONDS while one is pending (core/wake.py).
+HERALD_ROUTE_CHUNK = env_int("HERALD_ROUTE_CHUNK", 200)
+HERALD_WAKE_SECONDS = env_float("HERALD_WAKE_SECONDS", 1.0)
+# A chunk task gives its lane back (and wakes it again) after this long, so that one lane's
+# backlog shares the worker's threads with other lanes and with the periodic sweeps.
+HERALD_CHUNK_BUDGET_SECONDS = env_float("HERALD_CHUNK_BUDGET_SECONDS", 5.0)
 CELERY_BEAT_SCHEDULER = env_str("HERALD_BEAT_SCHEDULER", "django_celery_beat.schedulers:DatabaseScheduler")
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {
@@ -387,6 +396,9 @@ CHANNEL_LAYERS = {
     }
 }
 # Inbox tokens: how long one minted for a browser lives, and the longest a caller may ask for.
+# Where browsers open the inbox WebSocket when the ASGI server (uvicorn) is not behind the same
+# origin as the REST API (gunicorn), e.g. http://127.0.0.1:8001 under `make run`; empty: same origin.
+HERALD_INBOX_SOCKET_URL = env_str("HERALD_INBOX_SOCKET_URL")
 HERALD_INBOX_TOKEN_TTL_SECONDS = env_int("HERALD_INBOX_TOKEN_TTL_SECONDS", 900)
 HERALD_INBOX_TOKEN_MAX_TTL_SECONDS = env_int("HERALD_INBOX_TOKEN_MAX_TTL_SECONDS", 86400)
 # Retention per recipient: the newest N items, none older than D days.

@@ -67,7 +67,7 @@ def demo_page(request):
     )
     return render(request, "inbox/demo.html", {
         "users": users, "user_id": user_id, "categories": NotificationType.values,
-        "base_url": settings.PUBLIC_BASE_URL,
+        "base_url": settings.PUBLIC_BASE_URL, "socket_url": settings.HERALD_INBOX_SOCKET_URL,
     })
 
 

@@ -1,34 +1,32 @@
 """Accepting a notification: validate, store it with its outbox row, hand it to routing.
 
-The whole path costs four SQL statements: the API key, the recipient with the template's
-variants (one query), the notification and outbox insert (one statement, so one
-transaction), and the status update after the routing message is published.
+The whole path costs two SQL statements (the API key is cached, notifications/auth.py):
+the recipient with the template's variants, and the notification and its outbox row in one
+insert, hence one transaction. Both are plain SQL written once, so no request pays for the
+ORM compiling a query. The notification stays `pending` until routing claims it; its outbox
+row is what says it may still need publishing.
 """
 
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 
 from django.conf import settings
-from django.contrib.postgres.expressions import ArraySubquery
 from django.db import IntegrityError, connection
-from django.db.models.functions import JSONObject
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
+from psycopg.errors import ForeignKeyViolation
 
 from core.errors import ApiError
-from core.publishing import publish
-from core.queues import routing_queue
-from core.states import Status, initial_history, transition
+from core.states import Status, initial_history
+from notifications.auth import forget_api_key
 from notifications.models import ApiKey, Notification, Outbox
 from notifications.policy import default_priority
-from notifications.states import NOTIFICATION_TRANSITIONS
+from notifications.routing import wake_routing
 from preferences.models import Recipient
 from templates_app.models import Template
 from templates_app.variables import variable_errors
-
-ROUTE_TASK = "notifications.tasks.route_notification"
 
 
 @dataclass
@@ -44,22 +42,12 @@ def request_hash(payload: dict) -> str:
 
 def accept_notification(data: dict, *, raw_payload: dict, api_key: ApiKey | None, idempotency_key: str | None) -> Accepted:
     """Validate `data` against the recipient and template, store it, and publish it for routing."""
-    recipient = (
-        Recipient.objects.filter(external_id=data["user_id"])
-        .annotate(
-            template_variants=ArraySubquery(
-                Template.objects.filter(name=data["template"]).values(
-                    json=JSONObject(channel="channel", locale="locale", schema="variables_schema")
-                )
-            )
-        )
-        .first()
-    )
-    if recipient is None:
+    found = find_recipient_and_variants(data["user_id"], data["template"])
+    if found is None:
         raise ApiError(404, "unknown_user", f"No user {data['user_id']!r}; create it with PUT /api/v1/users/{{user_id}}.", "user_id")
-    if not recipient.is_active:
+    recipient_id, is_active, variants = found
+    if not is_active:
         raise ApiError(422, "user_inactive", f"User {data['user_id']!r} is deactivated.", "user_id")
-    variants = recipient.template_variants
     if not variants:
         raise ApiError(400, "unknown_template", f"No template named {data['template']!r}.", "template")
     requested = data.get("channels") or []
@@ -81,7 +69,7 @@ def accept_notification(data: dict, *, raw_payload: dict, api_key: ApiKey | None
     scheduled_at = data.get("scheduled_at")
     status = Status.SCHEDULED if scheduled_at else Status.PENDING
     notification = Notification(
-        recipient=recipient,
+        recipient_id=recipient_id,
         type=data["type"],
         priority=data.get("priority") or default_priority(data["type"]),
         template_name=data["template"],
@@ -97,18 +85,49 @@ def accept_notification(data: dict, *, raw_payload: dict, api_key: ApiKey | None
         status_changed_at=now,
         status_history=initial_history(status, now),
     )
-    # An immediate notification is published right after commit; the relay steps in only
-    # if that has not happened within the grace period. A scheduled one waits for its time.
+    # An immediate notification wakes routing right after commit; the relay steps in only if
+    # it has not been routed within the grace period. A scheduled one waits for its time.
     available_at = scheduled_at or now + timedelta(seconds=settings.HERALD_OUTBOX_GRACE_SECONDS)
     try:
         insert_with_outbox(notification, available_at)
-    except IntegrityError:
+    except IntegrityError as exc:
+        if isinstance(exc.__cause__, ForeignKeyViolation):
+            raise vanished(data["user_id"], api_key) from None
         if idempotency_key is None:
             raise
         return replay(idempotency_key, notification.request_hash)
     if status == Status.PENDING:
-        publish_for_routing(notification)
+        wake_routing(notification.priority)
     return Accepted(notification)
+
+
+@cache
+def lookup_sql() -> str:
+    recipients, templates = Recipient._meta.db_table, Template._meta.db_table
+    return (
+        f'SELECT r."id", r."is_active", (SELECT coalesce(json_agg(json_build_object('
+        f"'channel', t.\"channel\", 'schema', t.\"variables_schema\")), '[]'::json) "
+        f'FROM "{templates}" AS t WHERE t."name" = %s) FROM "{recipients}" AS r WHERE r."external_id" = %s'
+    )
+
+
+def find_recipient_and_variants(user_id: str, template_name: str) -> tuple[int, bool, list[dict]] | None:
+    """(recipient id, active, the template's variants with their schemas), or None for an unknown user."""
+    with connection.cursor() as cursor:
+        cursor.execute(lookup_sql(), [template_name, user_id])
+        return cursor.fetchone()
+
+
+@cache
+def insert_sql() -> str:
+    fields = Notification._meta.concrete_fields
+    columns = ", ".join(f'"{field.column}"' for field in fields)
+    values = ", ".join(["%s"] * len(fields))
+    return (
+        f'WITH inserted AS (INSERT INTO "{Notification._meta.db_table}" ({columns}) VALUES ({values}) RETURNING "id") '
+        f'INSERT INTO "{Outbox._meta.db_table}" ("notification_id", "available_at", "relay_count") '
+        f'SELECT "id", %s, 0 FROM inserted'
+    )
 
 
 def insert_with_outbox(notification: Notification, available_at) -> None:
@@ -116,17 +135,18 @@ def insert_with_outbox(notification: Notification, available_at) -> None:
 
     A data-modifying CTE saves the BEGIN/COMMIT round trips an explicit transaction costs.
     """
-    fields = Notification._meta.concrete_fields
-    query = InsertQuery(Notification)
-    query.insert_values(fields, [notification])
-    [(insert_sql, params)] = query.get_compiler(using="default").as_sql()
-    outbox = Outbox._meta.db_table
-    sql = (
-        f'WITH inserted AS ({insert_sql} RETURNING "id") '
-        f'INSERT INTO "{outbox}" ("notification_id", "available_at", "relay_count") SELECT "id", %s, 0 FROM inserted'
-    )
+    params = [field.get_db_prep_save(field.pre_save(notification, True), connection)
+              for field in Notification._meta.concrete_fields]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, available_at])
+        cursor.execute(insert_sql(), [*params, available_at])
+
+
+def vanished(user_id: str, api_key: ApiKey | None) -> ApiError:
+    """The error for a recipient or API key deleted between the checks and the insert."""
+    if api_key is not None and not ApiKey.objects.filter(pk=api_key.pk).exists():
+        forget_api_key(api_key)
+        return ApiError(401, "unauthorized", "This API key has been deleted.")
+    return ApiError(404, "unknown_user", f"No user {user_id!r}; it was deleted.", "user_id")
 
 
 def replay(idempotency_key: str, body_hash: str) -> Accepted:
@@ -139,12 +159,3 @@ def replay(idempotency_key: str, body_hash: str) -> Accepted:
             "This idempotency key was already used with a different request body.", "idempotency_key",
         )
     return Accepted(original, replayed=True)
-
-
-def publish_for_routing(notification: Notification) -> bool:
-    """Publish the routing message and record the notification as queued."""
-    if not publish(ROUTE_TASK, [str(notification.pk)], routing_queue(notification.priority)):
-        return False
-    if transition(Notification, NOTIFICATION_TRANSITIONS, notification.pk, Status.QUEUED, sources={Status.PENDING, Status.SCHEDULED}):
-        notification.status = Status.QUEUED
-    return True

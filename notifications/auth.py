@@ -1,5 +1,8 @@
 """API key authentication and scope checks for the REST API."""
 
+import time
+
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, permissions
 
@@ -22,8 +25,41 @@ class ServiceUser:
         return str(self.api_key)
 
 
+# Valid keys seen by this process lately: hash → (good until, key). A key revoked or changed
+# in admin takes effect here within HERALD_API_KEY_CACHE_SECONDS; unknown keys are not cached.
+_recent_keys: dict[str, tuple[float, ApiKey]] = {}
+
+
+def recently_checked_key(credential: str) -> ApiKey | None:
+    cached = _recent_keys.get(hash_api_key(credential))
+    return cached[1] if cached is not None and cached[0] > time.monotonic() else None
+
+
+def forget_api_key(key: ApiKey) -> None:
+    _recent_keys.pop(key.key_hash, None)
+
+
+def find_api_key(credential: str) -> ApiKey | None:
+    digest = hash_api_key(credential)
+    now = time.monotonic()
+    key = ApiKey.objects.filter(key_hash=digest).first()
+    if key is not None and not key.is_revoked and settings.HERALD_API_KEY_CACHE_SECONDS > 0:
+        if len(_recent_keys) >= 1000:
+            _recent_keys.clear()
+        _recent_keys[digest] = (now + settings.HERALD_API_KEY_CACHE_SECONDS, key)
+    return key
+
+
 class ApiKeyAuthentication(BearerAuthentication):
     credential_name = "api key"
+
+    def authenticate(self, request):
+        # A key this process checked moments ago proves the caller is not guessing keys: skip the throttle.
+        scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+        known = recently_checked_key(raw.strip()) if scheme == "Bearer" else None
+        if known is not None:
+            return ServiceUser(known), known
+        return super().authenticate(request)
 
     def before_credential(self, request) -> None:
         wait = throttle.seconds_blocked("api_key", request)
@@ -31,7 +67,7 @@ class ApiKeyAuthentication(BearerAuthentication):
             raise exceptions.Throttled(wait, "Too many failed API keys from your address.")
 
     def authenticate_credential(self, request, credential: str):
-        key = ApiKey.objects.filter(key_hash=hash_api_key(credential)).first()
+        key = recently_checked_key(credential) or find_api_key(credential)
         if key is None or key.is_revoked:
             throttle.record_failure("api_key", request)
             raise exceptions.AuthenticationFailed("Invalid API key." if key is None else "This API key has been revoked.")

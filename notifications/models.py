@@ -33,6 +33,11 @@ class Notification(models.Model):
         indexes = [
             models.Index(fields=["recipient", "-created_at"], name="notification_recipient_recent"),
             models.Index(fields=["status", "status_changed_at"], name="notification_status_age"),
+            # What routing claims, oldest first, per priority (notifications/routing.py CLAIM_CHUNK_SQL).
+            models.Index(fields=["priority", "created_at"], name="notification_routable",
+                         condition=models.Q(status__in=["pending", "queued"])),
+            models.Index(fields=["priority", "scheduled_at"], name="notification_scheduled",
+                         condition=models.Q(status="scheduled")),
         ]
 
     def __str__(self) -> str:

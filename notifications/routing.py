@@ -4,14 +4,17 @@ cannot reach the person. The only place that creates Delivery rows."""
 import hashlib
 import json
 import logging
+import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, Q
+from django.db import connection, transaction
+from django.db.models import Count, F, JSONField, Q, Value
 from django.utils import timezone
 
-from core.states import Status, transition
+from core import wake
+from core.queues import routing_queue
+from core.states import JSONBAppend, Status, transition
 from core.vocabulary import Channel
 from delivery.models import Delivery, Suppression
 from delivery.publishing import publish_delivery
@@ -32,17 +35,11 @@ class LostClaim(Exception):
 def claim_for_routing(notification_id) -> datetime | None:
     """Take the notification for routing; the claim's time, or None if another worker has it or it is done."""
     now = timezone.now()
-    if transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.ROUTING, sources={Status.QUEUED}, at=now):
-        return now
-    # The routing message can overtake the publisher's own pending → queued update. Either
-    # this worker or the publisher moves it; whichever did, it is queued now and can be taken.
-    transition(
-        Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.QUEUED,
-        sources={Status.PENDING, Status.SCHEDULED},
+    if transition(
+        Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.ROUTING,
+        sources={Status.PENDING, Status.SCHEDULED, Status.QUEUED},
         condition=Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=now), at=now,
-    )
-    now = timezone.now()
-    if transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.ROUTING, sources={Status.QUEUED}, at=now):
+    ):
         return now
     stale = now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS)
     if transition(
@@ -53,12 +50,93 @@ def claim_for_routing(notification_id) -> datetime | None:
     return None
 
 
+ROUTE_LANE_TASK = "notifications.tasks.route_lane"
+
+# One statement claims a chunk of one priority's routable notifications: accepted ones
+# (pending, or queued by an older release), scheduled ones now due, and those whose routing
+# worker died (claim older than the lease). SKIP LOCKED lets concurrent claimers take
+# different rows; each row's claim time fences its routing as in claim_for_routing.
+CLAIM_CHUNK_SQL = """
+WITH waiting AS (
+    SELECT id FROM notifications_notification
+    WHERE status IN ('pending', 'queued') AND priority = %(priority)s
+    ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT id FROM notifications_notification
+    WHERE status = 'scheduled' AND scheduled_at <= %(now)s AND priority = %(priority)s
+    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), abandoned AS (
+    SELECT id FROM notifications_notification
+    WHERE status = 'routing' AND status_changed_at < %(stale)s AND priority = %(priority)s
+    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+UPDATE notifications_notification AS n
+SET status = 'routing', status_changed_at = %(now)s,
+    status_history = n.status_history || CASE WHEN n.status = 'routing' THEN %(history_lost)s::jsonb ELSE %(history)s::jsonb END
+WHERE n.id IN (SELECT id FROM waiting UNION ALL SELECT id FROM due UNION ALL SELECT id FROM abandoned)
+RETURNING n.id
+"""
+
+
+def claim_chunk(priority: str, limit: int) -> tuple[list, datetime]:
+    """Claim up to `limit` routable notifications of `priority` in one statement: (ids, the claim's time)."""
+    now = timezone.now()
+    entry = {"status": Status.ROUTING.value, "at": now.isoformat()}
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_CHUNK_SQL, {
+            "priority": priority, "limit": limit, "now": now,
+            "stale": now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS),
+            "history": json.dumps([entry]), "history_lost": json.dumps([{**entry, "reason": "worker_lost"}]),
+        })
+        return [row[0] for row in cursor.fetchall()], now
+
+
+def wake_routing(priority: str) -> bool:
+    """Make sure a worker on `priority`'s routing lane will look for work (core/wake.py)."""
+    return wake.wake(ROUTE_LANE_TASK, routing_queue(priority), f"route:{priority}", [priority])
+
+
+def route_lane(priority: str) -> int:
+    """Route `priority`'s waiting notifications, a chunk at a time, for up to HERALD_CHUNK_BUDGET_SECONDS."""
+    deadline = time.monotonic() + settings.HERALD_CHUNK_BUDGET_SECONDS
+    routed = 0
+    while True:
+        wake.woken(f"route:{priority}")
+        ids, claimed_at = claim_chunk(priority, settings.HERALD_ROUTE_CHUNK)
+        for done, notification_id in enumerate(ids):
+            try:
+                route_claimed(notification_id, claimed_at)
+            except Exception:
+                give_back(ids[done + 1:], claimed_at)  # the retried task takes them at once
+                raise
+        routed += len(ids)
+        if len(ids) < settings.HERALD_ROUTE_CHUNK:
+            return routed
+        if time.monotonic() > deadline:
+            wake_routing(priority)  # more may wait: hand the lane to the next message
+            return routed
+
+
+def give_back(notification_ids: list, claimed_at: datetime) -> None:
+    """Return claims this worker still holds to `queued`, so they need not wait for the lease."""
+    entry = {"status": Status.QUEUED.value, "at": timezone.now().isoformat(), "reason": "routing_error"}
+    Notification.objects.filter(pk__in=notification_ids, status=Status.ROUTING, status_changed_at=claimed_at).update(
+        status=Status.QUEUED, status_changed_at=timezone.now(),
+        status_history=JSONBAppend(F("status_history"), Value([entry], output_field=JSONField())),
+    )
+
+
 def route(notification_id) -> None:
-    """Create the notification's deliveries and publish them to their channel queues."""
+    """Claim one notification and route it (the message of a single-row publish)."""
     claimed_at = claim_for_routing(notification_id)
     if claimed_at is None:
         log.info("notification %s already routed or canceled; skipping", notification_id)
         return
+    route_claimed(notification_id, claimed_at)
+
+
+def route_claimed(notification_id, claimed_at: datetime) -> None:
+    """Create the deliveries of a notification this worker claimed at `claimed_at`, and publish them."""
     try:
         plan_and_create_deliveries(notification_id, claimed_at)
     except LostClaim:

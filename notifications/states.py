@@ -5,8 +5,10 @@ from core.states import Status
 S = Status
 
 NOTIFICATION_TRANSITIONS: dict[str, set[str]] = {
-    S.SCHEDULED: {S.QUEUED, S.CANCELED},
-    S.PENDING: {S.QUEUED, S.CANCELED},
+    # Accepted rows wait as pending (or scheduled) until routing claims them: the outbox row,
+    # not a status, says whether they still need publishing. Failed: routing never took them.
+    S.SCHEDULED: {S.QUEUED, S.ROUTING, S.CANCELED, S.FAILED},
+    S.PENDING: {S.QUEUED, S.ROUTING, S.CANCELED, S.FAILED},
     S.QUEUED: {S.ROUTING, S.CANCELED, S.FAILED},
     # routing → routing: a stale claim taken over after its worker died;
     # routing → queued: routing hit an error and gives its claim back for the retry.

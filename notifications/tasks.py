@@ -4,13 +4,12 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from core.states import Status, transition
 from notifications import routing
-from notifications.accept import publish_for_routing
 from notifications.lifecycle import refresh_notification_status
 from notifications.models import Notification, Outbox
 from notifications.states import NOTIFICATION_TRANSITIONS
@@ -26,41 +25,48 @@ def route_notification(notification_id: str) -> None:
     routing.route(notification_id)
 
 
+@shared_task(
+    autoretry_for=(DatabaseError, RedisError), retry_backoff=2, retry_backoff_max=60, retry_jitter=True, max_retries=20,
+)
+def route_lane(priority: str) -> int:
+    """Route the waiting notifications of one priority, in chunks (woken by accept, campaigns and the relay)."""
+    return routing.route_lane(priority)
+
+
 @shared_task
-def relay_outbox(limit: int = 500) -> int:
-    """Publish outbox rows that are due: scheduled ones whose time has come, and any whose
-    after-commit publish never happened or whose message was lost."""
+def relay_outbox(limit: int = 2000) -> int:
+    """Wake the routing lanes of outbox rows that are due: scheduled ones whose time has come, and
+    any whose wake-up never happened, was lost, or whose routing stalled."""
     now = timezone.now()
     stalled_since = now - timedelta(seconds=settings.HERALD_STALL_SECONDS)
-    relayed = 0
     with transaction.atomic():
-        rows = (
+        rows = list(
             Outbox.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("notification")
             .filter(available_at__lte=now)
             .filter(
                 Q(notification__status__in=[Status.PENDING, Status.SCHEDULED])
                 | Q(notification__status__in=[Status.QUEUED, Status.ROUTING], notification__status_changed_at__lt=stalled_since)
             )
-            .order_by("available_at")[:limit]
+            .order_by("available_at")
+            .values_list("notification_id", "notification__priority", "relay_count")[:limit]
         )
-        for row in rows:
-            if row.relay_count >= settings.HERALD_MAX_RELAYS:
-                # Routed again and again without success: stop, and say so, rather than loop forever.
-                transition(Notification, NOTIFICATION_TRANSITIONS, row.notification_id, Status.FAILED,
-                           sources={Status.QUEUED, Status.ROUTING}, reason="routing_kept_failing")
-                row.delete()
-                log.error("notification %s failed: routing did not succeed after %d relays", row.notification_id, row.relay_count)
-                continue
-            if not publish_for_routing(row.notification):
-                break  # the broker is down; the next run tries again
-            relayed += 1
-            row.relay_count += 1
-            row.available_at = now + timedelta(seconds=settings.HERALD_STALL_SECONDS)
-            row.save(update_fields=["relay_count", "available_at"])
+        given_up = [pk for pk, _, relays in rows if relays >= settings.HERALD_MAX_RELAYS]
+        for notification_id in given_up:
+            # Relayed again and again without being routed: stop, and say so, rather than loop forever.
+            transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.FAILED,
+                       sources={Status.PENDING, Status.SCHEDULED, Status.QUEUED, Status.ROUTING},
+                       reason="routing_kept_failing")
+            log.error("notification %s failed: routing did not succeed after %d relays", notification_id, settings.HERALD_MAX_RELAYS)
+        Outbox.objects.filter(notification_id__in=given_up).delete()
+        priorities = {priority for pk, priority, relays in rows if relays < settings.HERALD_MAX_RELAYS}
+        woken = {priority for priority in priorities if routing.wake_routing(priority)}
+        relayed = [pk for pk, priority, relays in rows if priority in woken and relays < settings.HERALD_MAX_RELAYS]
+        Outbox.objects.filter(notification_id__in=relayed).update(
+            relay_count=F("relay_count") + 1, available_at=now + timedelta(seconds=settings.HERALD_STALL_SECONDS),
+        )
     if relayed:
-        log.info("relayed %d notifications from the outbox", relayed)
-    return relayed
+        log.info("relayed %d notifications from the outbox", len(relayed))
+    return len(relayed)
 
 
 # Notifications still `sending` although none of their deliveries is: left behind by a process

@@ -149,6 +149,7 @@ def main() -> int:
     try:
         services = ensure_services(VAR_DIR)
         port = os.environ.get("PORT", "8000")
+        socket_port = os.environ.get("SOCKET_PORT", str(int(port) + 1))
         env = {
             **os.environ,
             "DATABASE_URL": services.database_url,
@@ -157,13 +158,18 @@ def main() -> int:
             "PYTHONUNBUFFERED": "1",
             # The inbox demo page is a local-development convenience (off in production).
             "HERALD_INBOX_DEMO": os.environ.get("HERALD_INBOX_DEMO", "1"),
+            "HERALD_INBOX_SOCKET_URL": os.environ.get("HERALD_INBOX_SOCKET_URL", f"http://127.0.0.1:{socket_port}"),
+            "HOST": "127.0.0.1",
+            "PORT": port,
         }
         _manage(["migrate", "--noinput"], env)
         _manage(["bootstrap_demo"], env)
 
-        uvicorn, celery = str(BIN / "uvicorn"), str(BIN / "celery")
+        gunicorn, uvicorn, celery = str(BIN / "gunicorn"), str(BIN / "uvicorn"), str(BIN / "celery")
         commands = {
-            "web": [uvicorn, "config.asgi:application", "--host", "127.0.0.1", "--port", port],
+            # As in production (docker-compose.yml): REST under gunicorn, the inbox socket under uvicorn.
+            "web": [gunicorn, "-c", "config/gunicorn.py", "config.wsgi:application"],
+            "socket": [uvicorn, "config.asgi:application", "--host", "127.0.0.1", "--port", socket_port, "--no-access-log"],
             # One process per lane, so a marketing backlog never delays a password reset; each
             # runs a pool of threads (CELERY_WORKER_POOL), shared fairly between providers.
             "worker-urgent": [celery, "-A", "config", "worker", "--loglevel", "INFO", *WORKER_FLAGS,
@@ -178,7 +184,7 @@ def main() -> int:
         for name, argv in commands.items():
             children[name] = _start(name, argv, env, exits)
         _write_pids(children)
-        _say(f"web on http://127.0.0.1:{port}/ with workers and beat; Ctrl-C stops everything")
+        _say(f"web on http://127.0.0.1:{port}/ (inbox socket on {socket_port}) with workers and beat; Ctrl-C stops everything")
         _supervise(children, commands, env, exits)
         return 1  # not reached: _supervise returns only through Stop
     except Stop as stop:

@@ -25,6 +25,7 @@ from delivery.models import DeadLetter, Delivery
 from inbox import items
 from inbox.models import InboxItem
 from inbox.tokens import issue_token
+from notifications.auth import _recent_keys
 from notifications.models import SCOPES, ApiKey, Notification, hash_api_key
 from tests.factories import make_recipient, make_templates
 
@@ -99,6 +100,8 @@ def webhook_secrets():
 @pytest.fixture
 def credentials(db, broker, requests_keep_the_test_connection, webhook_secrets) -> dict[str, str]:
     """Seed what the fixed ids name; the Authorization header for each security scheme."""
+    # Every example recreates the same key under a new id; a real key is never recreated.
+    _recent_keys.clear()
     ApiKey.objects.create(name="schema tests", prefix=API_KEY[:16], key_hash=hash_api_key(API_KEY), scopes=SCOPES)
     ada = make_recipient(USER_ID)
     make_templates(TEMPLATE)

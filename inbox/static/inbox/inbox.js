@@ -97,6 +97,8 @@
   function Inbox(host, options) {
     this.host = host;
     this.base = (options.baseUrl || DEFAULT_BASE).replace(/\/+$/, "");
+    // The socket may be served apart from the REST API (WebSockets by the ASGI server).
+    this.socketBase = (options.socketUrl || this.base).replace(/\/+$/, "");
     this.getTokenOption = options.getToken || null;
     this.tokenUrl = options.tokenUrl || null;
     this.staticToken = options.token || null;
@@ -213,7 +215,7 @@
     this.setState("connecting");
     this.fetchToken().then(function (token) {
       if (self.ws || self.stopped) return;
-      var url = self.base.replace(/^http/, "ws") + "/ws/inbox?token=" + encodeURIComponent(token);
+      var url = self.socketBase.replace(/^http/, "ws") + "/ws/inbox?token=" + encodeURIComponent(token);
       var ws = new WebSocket(url);
       self.ws = ws;
       ws.onmessage = function (event) {
@@ -512,6 +514,7 @@
     options = options || {};
     var inbox = new Inbox(element, {
       baseUrl: options.baseUrl || element.getAttribute("data-herald-url"),
+      socketUrl: options.socketUrl || element.getAttribute("data-socket-url"),
       tokenUrl: options.tokenUrl || element.getAttribute("data-token-url"),
       token: options.token || element.getAttribute("data-token"),
       getToken: options.getToken

@@ -1,0 +1,23 @@
+"""The production web server for the REST API, admin and static files: gunicorn's sync workers.
+
+Sync workers run Django's sync views on the thread that took the request; under ASGI each
+one pays a hop to a thread pool (measured here: the same insert endpoint ran ~2x slower).
+WebSockets (the inbox) are served apart by uvicorn with config.asgi.
+"""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "sync"
+# A request may wait on PostgreSQL or Redis for at most a few seconds (their own timeouts);
+# a worker stuck far longer than that is killed and replaced.
+timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
+graceful_timeout = 10
+# Stray slow clients should not hold a sync worker: read the request within this many seconds.
+keepalive = 2
+accesslog = os.environ.get("WEB_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Connections and the render pool belong to each worker, so load the app after the fork.
+preload_app = False
