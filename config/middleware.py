@@ -22,18 +22,19 @@ class ApiBodySizeLimit:
 
     def __call__(self, request):
         if request.path.startswith("/api/") and not request.path.startswith("/api/v1/webhooks/"):
+            limit = settings.API_BULK_MAX_BODY_BYTES if request.path.startswith(settings.API_BULK_PATHS) else settings.API_MAX_BODY_BYTES
             try:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = 0
-            if length > settings.API_MAX_BODY_BYTES:
-                return payload_too_large()
+            if length > limit:
+                return payload_too_large(limit)
             if not length and request.method in ("POST", "PUT", "PATCH"):
                 try:  # chunked: no length announced, so measure (bounded by DATA_UPLOAD_MAX_MEMORY_SIZE)
-                    if len(request.body) > settings.API_MAX_BODY_BYTES:
-                        return payload_too_large()
+                    if len(request.body) > limit:
+                        return payload_too_large(limit)
                 except RequestDataTooBig:
-                    return payload_too_large()
+                    return payload_too_large(limit)
         return self.get_response(request)
 
 

@@ -192,7 +192,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The API accepts JSON bodies up to 64 KiB (larger ones get 413, see config.middleware);
 # provider receipt webhooks may be as large as this.
 API_MAX_BODY_BYTES = 64 * 1024
-DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+# Bulk endpoints (a batch, a campaign's user ids, topic subscribers) take bodies up to this size.
+API_BULK_MAX_BODY_BYTES = 8 * 1024 * 1024
+API_BULK_PATHS = ("/api/v1/notifications/batch", "/api/v1/campaigns", "/api/v1/topics/")
+HERALD_BATCH_MAX_ITEMS = 1000
+HERALD_CAMPAIGN_MAX_USER_IDS = 100_000
+HERALD_TOPIC_BULK_MAX_USER_IDS = 10_000
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_BULK_MAX_BODY_BYTES
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["notifications.auth.ApiKeyAuthentication"],

@@ -25,6 +25,7 @@ urlpatterns = [
     path(api + "templates", templates.TemplateList.as_view()),
     path(api + "templates/<str:name>", templates.TemplateDetail.as_view()),
     path(api + "notifications", notifications.NotificationCreate.as_view()),
+    path(api + "notifications/batch", notifications.NotificationBatch.as_view()),
     path(api + "notifications/<uuid:notification_id>", notifications.NotificationDetail.as_view()),
     path(api + "notifications/<uuid:notification_id>/cancel", notifications.NotificationCancel.as_view()),
     path(api + "notifications/<uuid:notification_id>/events", notifications.NotificationEvents.as_view()),

@@ -40,6 +40,16 @@ def _flatten(detail, prefix: str = "") -> list[tuple[str | None, str, str]]:
     return [(prefix or None, str(detail), getattr(detail, "code", "invalid"))]
 
 
+def validation_error_body(detail, prefix: str = "") -> dict:
+    """A DRF ValidationError's detail as the error body, naming the first field (under `prefix`)."""
+    errors = _flatten(detail, prefix)
+    field, message, code = errors[0] if errors else (prefix or None, "Invalid request.", "invalid")
+    details = {}
+    for f, m, _ in errors:
+        details.setdefault(f or "non_field", []).append(m)
+    return error_body(code, f"{field}: {message}" if field else message, field, details=details)
+
+
 def api_exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         return Response(json.loads(payload_too_large().content), status=413)
@@ -48,13 +58,7 @@ def api_exception_handler(exc, context):
     if isinstance(exc, ApiError):
         return Response(error_body(exc.code, str(exc.detail), exc.field), status=exc.status_code)
     if isinstance(exc, exceptions.ValidationError):
-        errors = _flatten(exc.detail)
-        field, message, code = errors[0] if errors else (None, "Invalid request.", "invalid")
-        details = {}
-        for f, m, _ in errors:
-            details.setdefault(f or "non_field", []).append(m)
-        body = error_body(code, f"{field}: {message}" if field else message, field, details=details)
-        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        return Response(validation_error_body(exc.detail), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, exceptions.ParseError):
         return Response(error_body("malformed_json", f"Body is not valid JSON: {exc.detail}"), status=400)
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):

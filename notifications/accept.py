@@ -10,7 +10,7 @@ row is what says it may still need publishing.
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 from django.conf import settings
@@ -41,30 +41,66 @@ def request_hash(payload: dict) -> str:
 
 
 def accept_notification(data: dict, *, raw_payload: dict, api_key: ApiKey | None, idempotency_key: str | None) -> Accepted:
-    """Validate `data` against the recipient and template, store it, and publish it for routing."""
+    """Validate `data` against the recipient and template, store it, and wake routing."""
     found = find_recipient_and_variants(data["user_id"], data["template"])
+    notification, available_at = prepare(data, found, raw_payload=raw_payload, api_key=api_key, idempotency_key=idempotency_key)
+    try:
+        insert_with_outbox(notification, available_at)
+    except IntegrityError as exc:
+        if isinstance(exc.__cause__, ForeignKeyViolation):
+            raise vanished(data["user_id"], api_key) from None
+        if idempotency_key is None:
+            raise
+        return replay(idempotency_key, notification.request_hash)
+    if notification.status == Status.PENDING:
+        wake_routing(notification.priority)
+    return Accepted(notification)
+
+
+def accept_many(items: list[tuple[dict, dict, str | None]], *, api_key: ApiKey | None) -> list[Accepted | ApiError]:
+    """Accept each (data, raw payload, idempotency key) on its own: its Accepted, or the ApiError refusing it.
+
+    Two lookups for the whole list, and one insert for every valid item.
+    """
+    recipients, variants = find_recipients_and_variants({d["user_id"] for d, _, _ in items}, {d["template"] for d, _, _ in items})
+    results: list[Accepted | ApiError] = []
+    for data, raw, key in items:
+        recipient = recipients.get(data["user_id"])
+        found = (*recipient, variants.get(data["template"], [])) if recipient else None
+        try:
+            notification, _ = prepare(data, found, raw_payload=raw, api_key=api_key, idempotency_key=key)
+        except ApiError as exc:
+            results.append(exc)
+        else:
+            results.append(Accepted(notification))
+    prepared = [r.notification for r in results if isinstance(r, Accepted)]
+    try:
+        inserted = insert_many_with_outbox(prepared)
+    except IntegrityError as exc:
+        if isinstance(exc.__cause__, ForeignKeyViolation):
+            raise vanished("", api_key) from None
+        raise
+    for index, result in enumerate(results):
+        if isinstance(result, Accepted) and result.notification.pk not in inserted:
+            # Only an idempotency key can collide: answer as a repeated single request would.
+            try:
+                results[index] = replay(result.notification.idempotency_key, result.notification.request_hash)
+            except ApiError as exc:
+                results[index] = exc
+    for priority in {n.priority for n in prepared if n.pk in inserted and n.status == Status.PENDING}:
+        wake_routing(priority)
+    return results
+
+
+def prepare(data: dict, found: tuple | None, *, raw_payload: dict, api_key: ApiKey | None,
+            idempotency_key: str | None) -> tuple[Notification, datetime]:
+    """The notification to store for `data` and when the relay may step in; ApiError if it cannot be accepted."""
     if found is None:
         raise ApiError(404, "unknown_user", f"No user {data['user_id']!r}; create it with PUT /api/v1/users/{{user_id}}.", "user_id")
     recipient_id, is_active, variants = found
     if not is_active:
         raise ApiError(422, "user_inactive", f"User {data['user_id']!r} is deactivated.", "user_id")
-    if not variants:
-        raise ApiError(400, "unknown_template", f"No template named {data['template']!r}.", "template")
-    requested = data.get("channels") or []
-    template_channels = {v["channel"] for v in variants}
-    for channel in requested:
-        if channel not in template_channels:
-            raise ApiError(
-                400, "no_template_for_channel",
-                f"Template {data['template']!r} has no {channel} variant.", "channels",
-            )
-    relevant = [v for v in variants if not requested or v["channel"] in requested]
-    for variant in relevant:
-        errors = variable_errors(variant["schema"], data.get("variables", {}))
-        if errors:
-            field, message = errors[0]
-            raise ApiError(400, "invalid_variables", message, field)
-
+    check_template(data["template"], variants, data.get("channels") or [], data.get("variables", {}))
     now = timezone.now()
     scheduled_at = data.get("scheduled_at")
     status = Status.SCHEDULED if scheduled_at else Status.PENDING
@@ -74,7 +110,7 @@ def accept_notification(data: dict, *, raw_payload: dict, api_key: ApiKey | None
         priority=data.get("priority") or default_priority(data["type"]),
         template_name=data["template"],
         variables=data.get("variables", {}),
-        requested_channels=requested,
+        requested_channels=data.get("channels") or [],
         idempotency_key=idempotency_key,
         request_hash=request_hash(raw_payload) if idempotency_key else "",
         scheduled_at=scheduled_at,
@@ -87,18 +123,24 @@ def accept_notification(data: dict, *, raw_payload: dict, api_key: ApiKey | None
     )
     # An immediate notification wakes routing right after commit; the relay steps in only if
     # it has not been routed within the grace period. A scheduled one waits for its time.
-    available_at = scheduled_at or now + timedelta(seconds=settings.HERALD_OUTBOX_GRACE_SECONDS)
-    try:
-        insert_with_outbox(notification, available_at)
-    except IntegrityError as exc:
-        if isinstance(exc.__cause__, ForeignKeyViolation):
-            raise vanished(data["user_id"], api_key) from None
-        if idempotency_key is None:
-            raise
-        return replay(idempotency_key, notification.request_hash)
-    if status == Status.PENDING:
-        wake_routing(notification.priority)
-    return Accepted(notification)
+    return notification, scheduled_at or now + timedelta(seconds=settings.HERALD_OUTBOX_GRACE_SECONDS)
+
+
+def check_template(name: str, variants: list[dict], requested: list[str], variables: dict) -> None:
+    """ApiError unless template `name` exists, has every requested channel, and accepts `variables`."""
+    if not variants:
+        raise ApiError(400, "unknown_template", f"No template named {name!r}.", "template")
+    template_channels = {v["channel"] for v in variants}
+    for channel in requested:
+        if channel not in template_channels:
+            raise ApiError(400, "no_template_for_channel", f"Template {name!r} has no {channel} variant.", "channels")
+    for variant in variants:
+        if requested and variant["channel"] not in requested:
+            continue
+        errors = variable_errors(variant["schema"], variables)
+        if errors:
+            field, message = errors[0]
+            raise ApiError(400, "invalid_variables", message, field)
 
 
 @cache
@@ -116,6 +158,46 @@ def find_recipient_and_variants(user_id: str, template_name: str) -> tuple[int, 
     with connection.cursor() as cursor:
         cursor.execute(lookup_sql(), [template_name, user_id])
         return cursor.fetchone()
+
+
+def find_recipients_and_variants(user_ids: set[str], template_names: set[str]) -> tuple[dict, dict]:
+    """({user id: (recipient id, active)}, {template name: its variants with their schemas})."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT "external_id", "id", "is_active" FROM "{Recipient._meta.db_table}" WHERE "external_id" = ANY(%s)',
+            [list(user_ids)],
+        )
+        recipients = {user_id: (pk, active) for user_id, pk, active in cursor.fetchall()}
+        cursor.execute(
+            f'SELECT "name", json_agg(json_build_object(\'channel\', "channel", \'schema\', "variables_schema")) '
+            f'FROM "{Template._meta.db_table}" WHERE "name" = ANY(%s) GROUP BY "name"',
+            [list(template_names)],
+        )
+        return recipients, dict(cursor.fetchall())
+
+
+def insert_many_with_outbox(notifications: list[Notification]) -> set:
+    """Insert notifications and their outbox rows in one statement; the ids inserted.
+
+    A notification whose idempotency key (or, for a campaign, whose person) is taken already
+    is skipped, not an error: the caller decides what a repeat means.
+    """
+    if not notifications:
+        return set()
+    fields = Notification._meta.concrete_fields
+    columns = ", ".join(f'"{field.column}"' for field in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [field.get_db_prep_save(field.pre_save(n, True), connection) for n in notifications for field in fields]
+    grace = timezone.now() + timedelta(seconds=settings.HERALD_OUTBOX_GRACE_SECONDS)
+    sql = (
+        f'WITH inserted AS (INSERT INTO "{Notification._meta.db_table}" ({columns}) VALUES {", ".join([row] * len(notifications))} '
+        f'ON CONFLICT DO NOTHING RETURNING "id", "scheduled_at") '
+        f'INSERT INTO "{Outbox._meta.db_table}" ("notification_id", "available_at", "relay_count") '
+        f'SELECT "id", coalesce("scheduled_at", %s), 0 FROM inserted RETURNING "notification_id"'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, grace])
+        return {row[0] for row in cursor.fetchall()}
 
 
 @cache

@@ -1,5 +1,6 @@
 import json
 
+from django.conf import settings
 from django.db.models import F, Prefetch
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -10,7 +11,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.errors import ApiError
+from core.errors import ApiError, error_body, validation_error_body
 from core.openapi import error
 from core.serializers import StrictSerializer, choice
 from core.states import Status
@@ -18,7 +19,7 @@ from core.vocabulary import Channel
 from delivery import receipts
 from delivery.models import Delivery
 from notifications import routing
-from notifications.accept import accept_notification
+from notifications.accept import accept_many, accept_notification
 from notifications.models import Notification
 from notifications.serializers import AcceptedNotification, NotificationRequest, NotificationSummary, NotificationView
 from preferences.models import Recipient
@@ -71,6 +72,61 @@ class NotificationCreate(APIView):
 
 
 drf_datetime = DateTimeField().to_representation
+
+
+BATCH_ITEM = inline_serializer("BatchItemResult", {
+    "index": serializers.IntegerField(help_text="The item's position in `notifications`."),
+    "id": serializers.UUIDField(required=False, help_text="The notification, when accepted."),
+    "status": serializers.CharField(required=False),
+    "replayed": serializers.BooleanField(required=False, help_text="True when an idempotency key named an earlier notification."),
+    "error": serializers.DictField(required=False, help_text="Why the item was refused: code, message, field."),
+})
+
+
+class NotificationBatchRequest(StrictSerializer):
+    notifications = serializers.ListField(child=serializers.DictField(), allow_empty=False,
+                                          help_text=f"Up to {settings.HERALD_BATCH_MAX_ITEMS} notifications, each as for POST /notifications.")
+
+
+class NotificationBatch(APIView):
+    required_scopes = {"POST": "notifications:write"}
+
+    @extend_schema(
+        request=NotificationBatchRequest,
+        responses={
+            202: inline_serializer("BatchResult", {
+                "accepted": serializers.IntegerField(), "rejected": serializers.IntegerField(),
+                "results": serializers.ListField(child=BATCH_ITEM),
+            }),
+            413: error(f"More than {settings.HERALD_BATCH_MAX_ITEMS} notifications."),
+        },
+    )
+    def post(self, request):
+        """Accept many notifications at once; each is validated on its own and the valid ones are accepted."""
+        if isinstance(request.data, dict) and isinstance(request.data.get("notifications"), list):
+            if len(request.data["notifications"]) > settings.HERALD_BATCH_MAX_ITEMS:
+                raise ApiError(413, "too_many_items", f"At most {settings.HERALD_BATCH_MAX_ITEMS} notifications per batch.",
+                               "notifications")
+        batch = NotificationBatchRequest(data=request.data)
+        batch.is_valid(raise_exception=True)
+        items, results = [], {}
+        for index, raw in enumerate(batch.validated_data["notifications"]):
+            item = NotificationRequest(data=raw)
+            if not item.is_valid():
+                results[index] = {"index": index, **validation_error_body(item.errors, f"notifications.{index}")}
+                continue
+            items.append((index, item.validated_data, raw, item.validated_data.get("idempotency_key")))
+        outcomes = accept_many([(data, raw, key) for _, data, raw, key in items], api_key=request.auth)
+        for (index, *_), outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, ApiError):
+                field = f"notifications.{index}.{outcome.field}" if outcome.field else f"notifications.{index}"
+                results[index] = {"index": index, **error_body(outcome.code, str(outcome.detail), field)}
+            else:
+                n = outcome.notification
+                results[index] = {"index": index, "id": str(n.pk), "status": n.status, "replayed": outcome.replayed}
+        ordered = [results[i] for i in sorted(results)]
+        accepted = sum(1 for r in ordered if "id" in r)
+        return Response({"accepted": accepted, "rejected": len(ordered) - accepted, "results": ordered}, status=http.HTTP_202_ACCEPTED)
 
 
 def idempotency_key(request, data: dict) -> str | None:

@@ -240,3 +240,69 @@ def test_head_needs_the_same_scope_as_get(ready):
     client = APIClient(HTTP_AUTHORIZATION=f"Bearer {raw}")
 
     assert client.head("/api/v1/users/u1/notifications").status_code == 403
+
+
+# --- POST /api/v1/notifications/batch ------------------------------------------------------
+
+def post_batch(api, items):
+    return api.post("/api/v1/notifications/batch", {"notifications": items}, format="json")
+
+
+def test_a_batch_accepts_the_valid_items_and_names_the_index_and_field_of_each_refusal(api, ready, broker):
+    make_recipient("u2")
+    items = [
+        notification_body(),
+        notification_body(user_id="nobody"),
+        notification_body(type="gossip"),
+        notification_body(variables={}),
+        notification_body(user_id="u2", idempotency_key="batch-k1"),
+        notification_body(channels=["carrier-pigeon"]),
+    ]
+
+    response = post_batch(api, items)
+
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (2, 4)
+    results = body["results"]
+    assert [r["index"] for r in results] == list(range(6))
+    assert results[0]["status"] == "pending" and results[4]["status"] == "pending"
+    assert (results[1]["error"]["code"], results[1]["error"]["field"]) == ("unknown_user", "notifications.1.user_id")
+    assert results[2]["error"]["field"] == "notifications.2.type"
+    assert results[3]["error"]["code"] == "invalid_variables"
+    assert results[3]["error"]["field"].startswith("notifications.3.")
+    assert results[5]["error"]["field"].startswith("notifications.5.channels")
+    stored = Notification.objects.filter(pk__in=[results[0]["id"], results[4]["id"]])
+    assert sorted(n.recipient.external_id for n in stored) == ["u1", "u2"]
+    assert all(hasattr(n, "outbox") for n in stored)
+
+
+def test_a_batch_repeating_an_idempotency_key_answers_with_the_original(api, ready, broker):
+    first = post(api, notification_body(idempotency_key="batch-again")).json()["id"]
+
+    results = post_batch(api, [
+        notification_body(idempotency_key="batch-again"),
+        notification_body(idempotency_key="batch-again", variables={"name": "Someone else"}),
+        notification_body(idempotency_key="batch-new"),
+        notification_body(idempotency_key="batch-new"),
+    ]).json()["results"]
+
+    assert results[0] == {"index": 0, "id": first, "status": "pending", "replayed": True}
+    assert results[1]["error"]["code"] == "idempotency_key_reused"
+    assert results[2]["id"] == results[3]["id"] and results[3]["replayed"] is True
+    assert Notification.objects.filter(idempotency_key="batch-new").count() == 1
+
+
+def test_a_batch_over_the_limit_is_413_naming_the_limit(api, ready):
+    response = post_batch(api, [notification_body()] * 1001)
+
+    assert response.status_code == 413
+    assert response.json()["error"]["field"] == "notifications"
+    assert "1000" in response.json()["error"]["message"]
+    assert not Notification.objects.exists()
+
+
+def test_an_empty_or_malformed_batch_is_400(api, ready):
+    assert post_batch(api, []).status_code == 400
+    response = api.post("/api/v1/notifications/batch", {"notifications": "many"}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["field"] == "notifications"

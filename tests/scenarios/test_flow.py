@@ -2,7 +2,7 @@
 
 import pytest
 
-from delivery.models import SandboxMessage
+from delivery.models import Delivery, SandboxMessage
 from tests.factories import delivery_of, make_recipient, make_templates, notification_body, status_of
 from tests.services import wait_for
 
@@ -142,3 +142,22 @@ def test_cancel_stops_a_scheduled_notification_and_refuses_a_sent_one(api, live)
     from notifications.models import Outbox
 
     assert not Outbox.objects.filter(notification_id=scheduled["id"]).exists()
+
+
+def test_a_batch_of_notifications_is_routed_and_sent(api, live):
+    # given 30 people
+    make_templates()
+    for n in range(30):
+        make_recipient(f"batch-{n}")
+
+    # when one batch names them all
+    response = api.post("/api/v1/notifications/batch", {"notifications": [
+        {"user_id": f"batch-{n}", "type": "transaction", "template": "welcome", "variables": {"name": "Ada"}, "channels": ["email"]}
+        for n in range(30)
+    ]}, format="json")
+
+    # then each is sent exactly once
+    assert response.json()["accepted"] == 30
+    ids = [r["id"] for r in response.json()["results"]]
+    wait_for(lambda: Delivery.objects.filter(notification_id__in=ids, status="sent").count() == 30, 30, message="all sent")
+    assert Delivery.objects.filter(notification_id__in=ids).count() == 30
