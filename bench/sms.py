@@ -86,7 +86,7 @@ def provider_view(control) -> tuple[int, int, float]:
 QUEUE_ROUTED_SMS = """
 from django.utils import timezone
 from delivery.models import Delivery
-from delivery.publishing import publish_delivery
+from delivery.publishing import wake_deliveries
 from notifications.models import Notification
 from preferences.models import Recipient
 recipients = list(Recipient.objects.filter(external_id__startswith="sms-"))
@@ -97,10 +97,10 @@ notifications = Notification.objects.bulk_create([
     for n in range({count})
 ])
 deliveries = Delivery.objects.bulk_create([
-    Delivery(notification=n, channel="sms", status="queued", available_at=now, created_at=now) for n in notifications
+    Delivery(notification=n, channel="sms", priority="critical", status="queued", available_at=now, created_at=now)
+    for n in notifications
 ])
-for d in deliveries:
-    publish_delivery(d.pk, "sms", "critical")
+wake_deliveries("sms", "critical")
 """
 
 

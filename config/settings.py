@@ -137,7 +137,8 @@ if env_bool("DATABASE_POOL", True):
     # One ASGI process serves many threads; a pool keeps their connection count bounded.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"]["pool"] = {
-        "min_size": 1, "max_size": env_int("DATABASE_POOL_MAX", 10), "timeout": DATABASE_WAIT_SECONDS,
+        # A worker's task threads and its senders each hold one while they work.
+        "min_size": 1, "max_size": env_int("DATABASE_POOL_MAX", 32), "timeout": DATABASE_WAIT_SECONDS,
     }
     # The pool then checks a connection before handing it out: one the server dropped (a
     # restart, a failover) is replaced, not given to a request that would fail on it.
@@ -252,7 +253,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("HERALD_PREFETCH_MULTIPLIER", 1)
 # channels keep flowing. Each thread keeps its own database connection (DATABASE_POOL_MAX).
 CELERY_WORKER_POOL = env_str("HERALD_WORKER_POOL", "threads")
 CELERY_WORKER_CONCURRENCY = env_int("HERALD_WORKER_CONCURRENCY", 8)
-HERALD_PROVIDER_MAX_IN_FLIGHT = env_int("HERALD_PROVIDER_MAX_IN_FLIGHT", max(1, CELERY_WORKER_CONCURRENCY // 2))
+# A lane's chunk is sent by a pool of this many threads per worker process (delivery/chunks.py):
+# provider latency, not CPU, bounds a worker that waits on one call at a time.
+HERALD_SENDS_IN_FLIGHT = env_int("HERALD_SENDS_IN_FLIGHT", 16)
+HERALD_DELIVERY_CHUNK = env_int("HERALD_DELIVERY_CHUNK", HERALD_SENDS_IN_FLIGHT)
+HERALD_PROVIDER_MAX_IN_FLIGHT = env_int("HERALD_PROVIDER_MAX_IN_FLIGHT", max(1, HERALD_SENDS_IN_FLIGHT // 2))
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -267,7 +272,10 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 # Routing and delivery claim their rows in chunks of these sizes, and a lane's wake-up message
 # goes out at most once per HERALD_WAKE_SECONDS while one is pending (core/wake.py).
-HERALD_ROUTE_CHUNK = env_int("HERALD_ROUTE_CHUNK", 200)
+HERALD_ROUTE_CHUNK = env_int("HERALD_ROUTE_CHUNK", 100)
+HERALD_FAN_OUT_CHUNK = env_int("HERALD_FAN_OUT_CHUNK", 1000)
+# A campaign whose fan-out made no progress for this long is restarted by the resume sweep.
+HERALD_FAN_OUT_STALL_SECONDS = env_float("HERALD_FAN_OUT_STALL_SECONDS", 30.0)
 HERALD_WAKE_SECONDS = env_float("HERALD_WAKE_SECONDS", 1.0)
 # A chunk task gives its lane back (and wakes it again) after this long, so that one lane's
 # backlog shares the worker's threads with other lanes and with the periodic sweeps.
@@ -288,6 +296,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.repair_lagging_notifications",
         "schedule": env_float("HERALD_REPAIR_INTERVAL", 10.0),
         "options": {"queue": "critical", "expires": 30},
+    },
+    "resume-campaign-fan-outs": {
+        "task": "campaigns.tasks.resume_fan_outs",
+        "schedule": env_float("HERALD_FAN_OUT_RESUME_INTERVAL", 10.0),
+        "options": {"queue": "low", "expires": 30},
     },
     "dispatch-deliveries": {
         "task": "delivery.tasks.dispatch_deliveries",
@@ -386,7 +399,7 @@ LOGGING = {
 }
 
 # --- In-app inbox (inbox/) ----------------------------------------------------------------
-INSTALLED_APPS += ["inbox"]
+INSTALLED_APPS += ["inbox", "campaigns"]
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

@@ -20,6 +20,7 @@ urlpatterns = [
     ),
     path(api, include("preferences.urls")),
     path(api, include("delivery.urls")),
+    path(api, include("campaigns.urls")),
     path("", include("inbox.urls")),
     path(api + "users/<str:user_id>/notifications", notifications.RecipientNotifications.as_view()),
     path(api + "templates", templates.TemplateList.as_view()),

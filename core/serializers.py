@@ -2,21 +2,21 @@ from rest_framework import serializers
 
 
 class StrictSerializer(serializers.Serializer):
-    """A serializer that names unknown fields instead of silently ignoring them (typos lose data)."""
+    """A serializer that names unknown fields instead of silently ignoring them (typos lose data).
 
-    def validate(self, attrs):
-        if isinstance(self.initial_data, dict):
-            unknown = sorted(set(self.initial_data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({unknown[0]: serializers.ErrorDetail("Unknown field.", code="unknown_field")})
-        return attrs
+    Checked in to_internal_value, so it holds for a nested StrictSerializer too.
+    """
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             raise serializers.ValidationError(
                 {"non_field_errors": [serializers.ErrorDetail("Body must be a JSON object.", code="invalid")]}
             )
-        return super().to_internal_value(data)
+        value = super().to_internal_value(data)
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: serializers.ErrorDetail("Unknown field.", code="unknown_field")})
+        return value
 
 
 def choice(choices, label: str, **kwargs) -> serializers.ChoiceField:

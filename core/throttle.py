@@ -29,12 +29,15 @@ def seconds_blocked(scope: str, request) -> int:
 
     Fails open: with Redis unreachable nobody is locked out (the request path has other guards).
     """
+    if redis_client.skipping():
+        return 0
     try:
         pipe = redis_client.shared().pipeline()
         pipe.get(_key(scope, request))
         pipe.ttl(_key(scope, request))
         count, ttl = pipe.execute()
     except RedisError:
+        redis_client.failed()
         return 0
     if count is not None and int(count) >= settings.HERALD_AUTH_FAILURE_LIMIT:
         return max(int(ttl), 1)
@@ -42,6 +45,8 @@ def seconds_blocked(scope: str, request) -> int:
 
 
 def record_failure(scope: str, request) -> None:
+    if redis_client.skipping():
+        return
     try:
         pipe = redis_client.shared().pipeline()
         # The window starts at the first failure (SET NX rather than EXPIRE NX, which needs Redis 7).
@@ -49,4 +54,4 @@ def record_failure(scope: str, request) -> None:
         pipe.incr(_key(scope, request))
         pipe.execute()
     except RedisError:
-        pass
+        redis_client.failed()

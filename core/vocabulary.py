@@ -73,6 +73,7 @@ class ErrorCode(StrEnum):
     INVALID_MESSAGE = "invalid_message"
     INVALID_ARGUMENT = "invalid_argument"
     INTERNAL_ERROR = "internal_error"
+    CLAIM_LOST = "claim_lost"  # canceled or taken over before its call: nothing was sent, nothing to record
 
 
 # Waiting is not failing: these say "not now", use up no attempt, and end only with the time to live.

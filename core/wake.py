@@ -22,11 +22,12 @@ def _flag(lane: str) -> str:
 
 def wake(task_name: str, queue: str, lane: str, args: list) -> bool:
     """Publish `task_name(*args)` on `queue` unless a wake-up for `lane` is already on its way."""
-    try:
-        if not redis_client.shared().set(_flag(lane), 1, nx=True, px=int(settings.HERALD_WAKE_SECONDS * 1000)):
-            return True
-    except RedisError:
-        pass  # cannot tell whether one is on its way: send one
+    if not redis_client.skipping():
+        try:
+            if not redis_client.shared().set(_flag(lane), 1, nx=True, px=int(settings.HERALD_WAKE_SECONDS * 1000)):
+                return True
+        except RedisError:
+            redis_client.failed()  # cannot tell whether one is on its way: send one
     return publish(task_name, args, queue)
 
 

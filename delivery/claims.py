@@ -7,10 +7,12 @@ attempt's outcome: every later write names the claim it was made under.
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import F, JSONField, Q, Value
+from django.utils import timezone
 
-from core.states import Status, transition
-from delivery.models import Delivery
+from core.states import JSONBAppend, Status, transition
+from delivery.models import Delivery, DeliveryAttempt
 from delivery.states import DELIVERY_TRANSITIONS
 
 
@@ -31,3 +33,44 @@ def claim(delivery_id, now: datetime) -> bool:
         condition=Q(status=Status.QUEUED, available_at__lte=now) | Q(status=Status.SENDING, claimed_at__lt=lease_expired),
         at=now, claimed_at=now, attempts=F("attempts") + 1,
     )
+
+
+def cancel_unsent(notification_ids) -> int:
+    """Cancel the deliveries of `notification_ids` (ids or a subquery) whose provider call has not started.
+
+    Queued rows, and rows claimed in a chunk whose attempt has not begun. The claimed rows are
+    locked first: an attempt begins by locking its row (start_attempt), so each either sees the
+    other's work or waits for it, and a call never starts for a row canceled here.
+    """
+    at = timezone.now()
+    entry = {"status": Status.CANCELED.value, "at": at.isoformat(), "reason": "canceled"}
+    history = JSONBAppend(F("status_history"), Value([entry], output_field=JSONField()))
+    with transaction.atomic():
+        canceled = Delivery.objects.filter(notification_id__in=notification_ids, status=Status.QUEUED).update(
+            status=Status.CANCELED, status_changed_at=at, status_history=history)
+        claimed = list(Delivery.objects.select_for_update().filter(notification_id__in=notification_ids, status=Status.SENDING)
+                       .values_list("pk", flat=True))
+        started = DeliveryAttempt.objects.filter(delivery_id__in=claimed, delivery__attempts=F("number")).values("delivery_id")
+        canceled += Delivery.objects.filter(pk__in=claimed).exclude(pk__in=started).update(
+            status=Status.CANCELED, status_changed_at=at, status_history=history)
+    return canceled
+
+
+START_ATTEMPT_SQL = """
+WITH ours AS (
+    SELECT id, attempts FROM delivery_delivery WHERE id = %(delivery)s AND status = 'sending' AND claimed_at = %(claim)s
+    FOR UPDATE
+)
+INSERT INTO delivery_deliveryattempt (delivery_id, number, provider, started_at, outcome, provider_message_id, error_code, error_message)
+SELECT id, attempts, %(provider)s, %(now)s, '', '', '', '' FROM ours
+RETURNING id
+"""
+
+
+def start_attempt(delivery_id, claim_at: datetime, provider: str) -> DeliveryAttempt | None:
+    """Record that a provider call is about to start; None if the row is no longer ours (canceled, taken over)."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(START_ATTEMPT_SQL, {"delivery": delivery_id, "claim": claim_at, "provider": provider, "now": now})
+        row = cursor.fetchone()
+    return DeliveryAttempt(pk=row[0], delivery_id=delivery_id, provider=provider, started_at=now) if row else None

@@ -4,7 +4,7 @@ from django.db import models
 from django.utils import timezone
 
 from core.states import Status
-from core.vocabulary import Channel
+from core.vocabulary import Channel, Priority
 
 
 class Delivery(models.Model):
@@ -13,6 +13,8 @@ class Delivery(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     notification = models.ForeignKey("notifications.Notification", on_delete=models.CASCADE, related_name="deliveries")
     channel = models.CharField(max_length=20, choices=Channel.choices)
+    # The notification's, copied so that a lane (channel × urgent or bulk) claims its rows without a join.
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.MEDIUM)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     status_changed_at = models.DateTimeField(default=timezone.now)
     status_history = models.JSONField(default=list, blank=True)
@@ -26,8 +28,8 @@ class Delivery(models.Model):
     held_until = models.DateTimeField(null=True, blank=True)
     # Set when a worker claims the row; a claim older than the lease is abandoned.
     claimed_at = models.DateTimeField(null=True, blank=True)
-    # When the broker was last given a message for this row; null: it needs one once due
-    # (a retry, or a publish that failed), which the dispatch sweep sends within seconds.
+    # When the row was last claimed by a lane or put on the broker (rows are claimed in chunks;
+    # a retry sets it to null). Kept for the timeline and for messages of older releases.
     published_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
     # What was done after an attempt whose outcome is unknown (see delivery/unknown_outcomes.py).
     unknown_outcome_action = models.CharField(max_length=40, blank=True)
@@ -49,6 +51,9 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "available_at"], name="delivery_status_due"),
+            # What a lane claims, soonest due first (delivery/chunks.py).
+            models.Index(fields=["channel", "priority", "available_at"], name="delivery_claimable",
+                         condition=models.Q(status="queued", held_until__isnull=True)),
             models.Index(
                 fields=["available_at"], name="delivery_unpublished_due",
                 condition=models.Q(status="queued", published_at__isnull=True),

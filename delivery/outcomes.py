@@ -176,7 +176,7 @@ def dead_letter(delivery: Delivery, reason: str, result: SendResult) -> None:
 
 def requeue_dead_letter(dead_letter_id: int) -> bool:
     """Give a dead-lettered delivery a fresh set of attempts; False if it was already requeued."""
-    from delivery.publishing import publish_delivery
+    from delivery.publishing import wake_deliveries
 
     with transaction.atomic():
         letter = DeadLetter.objects.select_for_update().select_related("delivery__notification").get(pk=dead_letter_id)
@@ -188,6 +188,5 @@ def requeue_dead_letter(dead_letter_id: int) -> bool:
         letter.requeued_at = timezone.now()
         letter.save(update_fields=["requeued_at"])
         signals.delivery_moved.send(sender=Delivery, notification_id=delivery.notification_id, status=None)
-        priority = delivery.notification.priority
-        transaction.on_commit(lambda: publish_delivery(delivery.pk, delivery.channel, priority))
+        transaction.on_commit(lambda: wake_deliveries(delivery.channel, delivery.priority))
     return True

@@ -1,18 +1,21 @@
-from core.publishing import publish
-from core.queues import delivery_queue
+from core import wake
+from core.queues import PRIORITIES, URGENT_PRIORITIES, delivery_queue
 
-DELIVER_TASK = "delivery.tasks.deliver"
+DELIVER_LANE_TASK = "delivery.tasks.deliver_lane"
 
 
-def publish_delivery(delivery_id, channel: str, priority: str) -> bool:
-    """Wake a worker on the channel's lane for this delivery (its row is already committed).
+def wake_deliveries(channel: str, priority: str) -> bool:
+    """Make sure a worker on the lane of (`channel`, `priority`) will claim its due deliveries.
 
-    When the broker cannot take the message, the row is marked unpublished and the dispatch
-    sweep publishes it within seconds of the broker's return.
+    The rows are committed already; when the broker cannot take the wake-up, the dispatch
+    sweep wakes every lane with due rows within a second of its return.
     """
-    if publish(DELIVER_TASK, [str(delivery_id)], delivery_queue(channel, priority)):
-        return True
-    from delivery.models import Delivery
+    queue = delivery_queue(channel, priority)
+    return wake.wake(DELIVER_LANE_TASK, queue, f"deliver:{queue}", [queue])
 
-    Delivery.objects.filter(pk=delivery_id, status="queued").update(published_at=None)
-    return False
+
+def lane_priorities(queue: str) -> tuple[str, list[str]]:
+    """The channel and the priorities a delivery queue's lane serves (`sms.urgent` → sms, critical and high)."""
+    channel, lane = queue.split(".")
+    urgent = lane == "urgent"
+    return channel, [p for p in PRIORITIES if (p in URGENT_PRIORITIES) == urgent]

@@ -14,7 +14,7 @@ from core.states import Status
 from core.vocabulary import Channel, ErrorCode
 from delivery import journal, rate_limit, unknown_outcomes
 from delivery.breaker import call_through_breaker
-from delivery.claims import claim
+from delivery.claims import claim, start_attempt
 from delivery.composing import addresses, build_message, missing_address, push_targets, render_content
 from delivery.models import Delivery, DeliveryAttempt
 from delivery.outcomes import expires_at, record_result
@@ -26,12 +26,19 @@ log = logging.getLogger(__name__)
 
 
 def attempt_delivery(delivery_id) -> None:
-    """Make one attempt at `delivery_id` if it is due and nobody else holds it."""
+    """Make one attempt at `delivery_id` if it is due and nobody else holds it (a one-row message)."""
     apply_journal(delivery_id)
     now = timezone.now()
-    if not claim(delivery_id, now):
-        return  # early, done, or held by a live worker: the dispatch sweep publishes it again when due
-    delivery = Delivery.objects.select_related("notification__recipient").get(pk=delivery_id)
+    if claim(delivery_id, now):
+        attempt_claimed(delivery_id, now)
+
+
+def attempt_claimed(delivery_id, now: datetime) -> None:
+    """Make the attempt at a delivery this worker claimed at `now` (alone, or in a lane's chunk)."""
+    delivery = Delivery.objects.select_related("notification__recipient").filter(
+        pk=delivery_id, status=Status.SENDING, claimed_at=now).first()
+    if delivery is None:
+        return  # canceled, or taken over after our lease ran out: the row is someone else's now
     result, provider_name = None, ""
     if delivery.attempts > 1:
         result, provider_name = settle_interrupted_attempts(delivery, now)
@@ -94,6 +101,11 @@ def settle_interrupted_attempts(delivery: Delivery, now: datetime) -> tuple[Send
 
     Returns the result to record instead of sending, or (None, "") when sending again is right.
     """
+    # A provider said "sent" under an earlier claim (its journal entry was applied after the row
+    # was taken over): that is the outcome, whatever else happened since.
+    answered = DeliveryAttempt.objects.filter(delivery=delivery, outcome=Outcome.SENT).order_by("pk").first()
+    if answered is not None:
+        return SendResult.sent(answered.provider_message_id), answered.provider
     # Unfinished: never answered (the worker died in the call), or answered "unknown" and not
     # settled yet (the worker died while settling it).
     unfinished = list(DeliveryAttempt.objects.filter(delivery=delivery, finished_at__isnull=True).order_by("pk"))
@@ -129,6 +141,12 @@ def settle_unknown(delivery: Delivery, unknown: SendResult, provider_name: str, 
         return found
     # Sending again: a provider-side failure, so it waits for the provider like one.
     return SendResult.retry(unknown.error_code, f"{unknown.error_message} Sending again ({action}).", provider_fault=True)
+
+
+def apply_abandoned_journals() -> None:
+    """Record the journaled answers of attempts whose worker's lease ran out."""
+    for delivery_id in journal.pending():
+        apply_journal(delivery_id, only_abandoned=True)
 
 
 def apply_journal(delivery_id, only_abandoned: bool = False) -> bool:
@@ -212,7 +230,9 @@ def send_with_failover(
             result = SendResult.retry(ErrorCode.PROVIDER_BUSY, busy, after=0.5)
             break  # no call, so no attempt row: the delivery waits a moment and comes back
         try:
-            attempt = DeliveryAttempt.objects.create(delivery=delivery, number=delivery.attempts, provider=name)
+            attempt = start_attempt(delivery.pk, claim_at, name)
+            if attempt is None:  # canceled, or taken over, since the claim: no call
+                return SendResult.failed(ErrorCode.CLAIM_LOST, "The delivery was canceled or taken over before its call."), ""
             result = call_provider(name, message, deadline)
         finally:
             slot.release()

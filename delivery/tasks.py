@@ -7,11 +7,9 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from core.states import Status
-from delivery import journal
-from delivery.models import Delivery
-from delivery.publishing import publish_delivery
-from delivery.sending import apply_journal, attempt_delivery
+from delivery import chunks
+from delivery.publishing import wake_deliveries
+from delivery.sending import apply_abandoned_journals, attempt_delivery
 
 log = logging.getLogger(__name__)
 
@@ -30,61 +28,59 @@ def deliver(self, delivery_id: str) -> None:
     attempt_delivery(delivery_id)
 
 
-# Retries and failed publishes (published_at null, due), dead workers' rows (lease over, not
-# published since), and messages lost in the broker (published long ago, never consumed).
-# Each row is marked published in the same statement that selects it, so two sweeps cannot
-# both publish it, and a retry scheduled meanwhile (available_at moves on) is not touched.
-DISPATCH_SQL = """
-UPDATE delivery_delivery AS d SET published_at = %(now)s
-FROM notifications_notification AS n
-WHERE d.notification_id = n.id AND d.id IN (
-    SELECT id FROM delivery_delivery
-    WHERE (status = 'queued' AND published_at IS NULL AND held_until IS NULL AND available_at <= %(now)s)
-       OR (status = 'sending' AND claimed_at < %(lease_over)s AND (published_at IS NULL OR published_at < %(lease_over)s))
-       OR (status = 'queued' AND held_until IS NULL AND published_at < %(stalled)s AND available_at <= %(stalled)s)
-    ORDER BY (published_at IS NULL) DESC, available_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+@shared_task(
+    autoretry_for=(DatabaseError, RedisError), retry_backoff=1, retry_backoff_max=30, retry_jitter=True, max_retries=20,
 )
-RETURNING d.id, d.channel, n.priority
+def deliver_lane(queue: str) -> int:
+    """Attempt a lane's due deliveries in chunks (woken by routing, retries, releases and the sweep)."""
+    return chunks.deliver_lane(queue)
+
+
+# The lanes with work: deliveries due (new, retries, a wake-up lost with the broker) and
+# deliveries whose worker died (claim older than the lease). One row per lane, from the
+# claimable index and the few rows in flight.
+LANES_WITH_WORK_SQL = """
+SELECT DISTINCT channel, priority FROM (
+    SELECT channel, priority FROM delivery_delivery
+    WHERE status = 'queued' AND held_until IS NULL AND available_at <= %(now)s
+    UNION ALL
+    SELECT channel, priority FROM delivery_delivery WHERE status = 'sending' AND claimed_at < %(lease_over)s
+) AS due
 """
 
 
 @shared_task
-def dispatch_deliveries(limit: int = 2000) -> int:
-    """Publish every delivery that needs a queue message now; apply journaled outcomes.
+def dispatch_deliveries() -> int:
+    """Wake every lane that has deliveries to attempt now; apply journaled outcomes.
 
-    Retry timing lives in the database (available_at), never in a Celery countdown that
-    dies with its worker, so retries and orphans resume within a sweep interval.
+    Retry timing lives in the database (available_at), never in a Celery countdown that dies
+    with its worker, so retries and orphans resume within a sweep interval.
     """
     now = timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(DISPATCH_SQL, {
-            "now": now, "limit": limit,
-            "lease_over": now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS),
-            "stalled": now - timedelta(seconds=settings.HERALD_STALL_SECONDS),
+        cursor.execute(LANES_WITH_WORK_SQL, {
+            "now": now, "lease_over": now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS),
         })
-        rows = cursor.fetchall()
-    published = sum(publish_delivery(pk, channel, priority) for pk, channel, priority in rows)
-    for delivery_id in journal.pending():
-        apply_journal(delivery_id, only_abandoned=True)
-    if published:
-        log.info("dispatched %d deliveries", published)
-    return published
+        lanes = cursor.fetchall()
+    for channel, priority in lanes:
+        wake_deliveries(channel, priority)
+    apply_abandoned_journals()
+    return len(lanes)
 
 
 @shared_task
-def release_held_deliveries(limit: int = 1000) -> int:
-    """Publish deliveries held for quiet hours whose window has ended."""
+def release_held_deliveries(limit: int = 5000) -> int:
+    """Release deliveries held for quiet hours whose window has ended, and wake their lanes."""
     now = timezone.now()
-    rows = list(
-        Delivery.objects.filter(status=Status.QUEUED, held_until__lte=now)
-        .values_list("pk", "channel", "notification__priority", "held_until")[:limit]
-    )
-    released = 0
-    for pk, channel, priority, held_until in rows:
-        # Clearing the hold first makes the release happen once even with two sweeps running.
-        if Delivery.objects.filter(pk=pk, held_until=held_until).update(held_until=None, available_at=now, published_at=now):
-            publish_delivery(pk, channel, priority)
-            released += 1
-    return released
+    # Clearing the hold in one conditional statement makes each release happen once, whoever runs it.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE delivery_delivery SET held_until = NULL, available_at = %(now)s WHERE id IN ("
+            " SELECT id FROM delivery_delivery WHERE status = 'queued' AND held_until <= %(now)s"
+            " LIMIT %(limit)s FOR UPDATE SKIP LOCKED) RETURNING channel, priority",
+            {"now": now, "limit": limit},
+        )
+        released = cursor.fetchall()
+    for channel, priority in set(released):
+        wake_deliveries(channel, priority)
+    return len(released)

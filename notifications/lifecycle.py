@@ -15,6 +15,8 @@ def overall_status(delivery_statuses: list[str]) -> str | None:
             return status
     if any(s in (Status.QUEUED, Status.SENDING) for s in delivery_statuses):
         return Status.SENDING
+    if delivery_statuses and all(s == Status.CANCELED for s in delivery_statuses):
+        return Status.CANCELED
     if delivery_statuses and all(s in FAILED_STATES for s in delivery_statuses):
         return Status.FAILED
     return None

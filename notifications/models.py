@@ -28,6 +28,8 @@ class Notification(models.Model):
     status_history = models.JSONField(default=list, blank=True)
     # Channels routing decided not to use, each with a machine-readable reason.
     skipped_channels = models.JSONField(default=list, blank=True)
+    # The campaign that created it, if any (campaigns/ sits above this app, so an id, not a key).
+    campaign_id = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [
@@ -38,6 +40,11 @@ class Notification(models.Model):
                          condition=models.Q(status__in=["pending", "queued"])),
             models.Index(fields=["priority", "scheduled_at"], name="notification_scheduled",
                          condition=models.Q(status="scheduled")),
+        ]
+        constraints = [
+            # A campaign reaches each person once, however often its fan-out is retried.
+            models.UniqueConstraint(fields=["campaign_id", "recipient"], condition=models.Q(campaign_id__isnull=False),
+                                    name="one_notification_per_campaign_person"),
         ]
 
     def __str__(self) -> str:

@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,8 +17,9 @@ from core import wake
 from core.queues import routing_queue
 from core.states import JSONBAppend, Status, transition
 from core.vocabulary import Channel
+from delivery.claims import cancel_unsent
 from delivery.models import Delivery, Suppression
-from delivery.publishing import publish_delivery
+from delivery.publishing import wake_deliveries
 from notifications.models import Notification, Outbox
 from notifications.policy import choose_channels, fallback_order, unreachable_reason
 from notifications.states import NOTIFICATION_TRANSITIONS
@@ -103,18 +105,23 @@ def route_lane(priority: str) -> int:
     while True:
         wake.woken(f"route:{priority}")
         ids, claimed_at = claim_chunk(priority, settings.HERALD_ROUTE_CHUNK)
-        for done, notification_id in enumerate(ids):
-            try:
-                route_claimed(notification_id, claimed_at)
-            except Exception:
-                give_back(ids[done + 1:], claimed_at)  # the retried task takes them at once
-                raise
+        if len(ids) == settings.HERALD_ROUTE_CHUNK:
+            wake_routing(priority)  # more may wait: another thread takes the next chunk
+        try:
+            route_chunk(ids, claimed_at)
+        except Exception:
+            log.exception("routing a chunk of %d failed; routing them one by one", len(ids))
+            for done, notification_id in enumerate(ids):
+                try:
+                    route_claimed(notification_id, claimed_at)
+                except Exception:
+                    give_back(ids[done + 1:], claimed_at)  # the retried task takes them at once
+                    raise
         routed += len(ids)
         if len(ids) < settings.HERALD_ROUTE_CHUNK:
             return routed
         if time.monotonic() > deadline:
-            wake_routing(priority)  # more may wait: hand the lane to the next message
-            return routed
+            return routed  # the lane was woken when this chunk was claimed full
 
 
 def give_back(notification_ids: list, claimed_at: datetime) -> None:
@@ -149,16 +156,45 @@ def route_claimed(notification_id, claimed_at: datetime) -> None:
 
 
 def plan_and_create_deliveries(notification_id, claimed_at: datetime) -> None:
-    notification = (
-        Notification.objects.select_related("recipient")
+    if notification_id not in route_chunk([notification_id], claimed_at):
+        raise LostClaim(notification_id)
+
+
+def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
+    """Route notifications claimed at `claimed_at`: read what they need in a few queries, decide
+    each on its own, and write every delivery and status move in one transaction. The ids routed.
+
+    The status move is fenced by the claim: a row another worker took over is left to it, and
+    its deliveries are never written.
+    """
+    notifications = list(
+        Notification.objects.filter(pk__in=notification_ids, status=Status.ROUTING, status_changed_at=claimed_at)
+        .select_related("recipient")
         .annotate(active_devices=Count("recipient__devices", filter=Q(recipient__devices__is_active=True)))
-        .get(pk=notification_id)
     )
+    template_channels: dict[str, set[str]] = defaultdict(set)
+    for name, channel in Template.objects.filter(name__in={n.template_name for n in notifications}).values_list("name", "channel"):
+        template_channels[name].add(channel)
+    suppressed = suppressions({address for n in notifications for address in n.recipient.contact_addresses().values() if address})
+    now = timezone.now()
+    planned = {n.pk: plan(n, template_channels[n.template_name], suppressed, now) for n in notifications}
+    # Deliveries, the decision record and the status move commit together: a crash leaves
+    # the notifications in `routing`, to be taken over once their claim goes stale.
+    with transaction.atomic():
+        moved = move_routed({pk: (deliveries, skipped) for pk, (deliveries, skipped) in planned.items()}, claimed_at, now)
+        Delivery.objects.bulk_create([d for pk in moved for d in planned[pk][0]])
+        Outbox.objects.filter(notification_id__in=moved).delete()
+        lanes = {(d.channel, d.priority) for pk in moved for d in planned[pk][0] if d.held_until is None}
+        transaction.on_commit(lambda: [wake_deliveries(channel, priority) for channel, priority in lanes])
+    return moved
+
+
+def plan(notification: Notification, template_channels: set[str], suppressed: dict, now: datetime) -> tuple[list, list]:
+    """The notification's deliveries to create and the channels skipped (with reasons): the routing decision."""
     recipient = notification.recipient
     candidates = notification.requested_channels or preference_policy.candidate_channels(recipient, notification.type)
-    template_channels = set(Template.objects.filter(name=notification.template_name).values_list("channel", flat=True))
-    reachable, skipped = choose_channels(candidates, template_channels, unreachable_channels(recipient, notification.active_devices))
-    now = timezone.now()
+    unreachable = unreachable_channels(recipient, notification.active_devices, suppressed)
+    reachable, skipped = choose_channels(candidates, template_channels, unreachable)
     decisions = preference_policy.decide(
         recipient, notification.type, reachable, notification.priority, dedup_key(notification), now,
         admission_id=str(notification.pk),
@@ -172,26 +208,42 @@ def plan_and_create_deliveries(notification_id, claimed_at: datetime) -> None:
         if held:
             skipped.append({"channel": decision.channel, "reason": decision.reason, "until": decision.hold_until.isoformat()})
         deliveries.append(Delivery(
-            notification=notification, channel=decision.channel, status=Status.QUEUED, status_changed_at=now,
+            notification=notification, channel=decision.channel, priority=notification.priority,
+            status=Status.QUEUED, status_changed_at=now,
             status_history=[{"status": Status.QUEUED, "at": now.isoformat(), **({"reason": decision.reason} if held else {})}],
             available_at=decision.hold_until if held else now, held_until=decision.hold_until if held else None,
             created_at=now,
         ))
+    return deliveries, skipped
 
-    # Deliveries, the decision record and the status move commit together: a crash leaves
-    # the notification in `routing`, to be taken over once its claim goes stale.
-    with transaction.atomic():
-        Delivery.objects.bulk_create(deliveries)
-        moved = transition(
-            Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.SENDING if deliveries else Status.FAILED,
-            sources={Status.ROUTING}, condition=Q(status_changed_at=claimed_at),
-            reason="" if deliveries else "no_channel_to_send", skipped_channels=skipped,
+
+def move_routed(plans: dict, claimed_at: datetime, now: datetime) -> set:
+    """Move each routed notification to sending (or failed, with nothing to send) in one statement; the ids moved."""
+    if not plans:
+        return set()
+    rows, params = [], []
+    for pk, (deliveries, skipped) in plans.items():
+        target = Status.SENDING if deliveries else Status.FAILED
+        entry = {"status": target.value, "at": now.isoformat(), **({} if deliveries else {"reason": "no_channel_to_send"})}
+        rows.append("(%s::uuid, %s, %s::jsonb, %s::jsonb)")
+        params += [pk, target.value, json.dumps(skipped), json.dumps([entry])]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE notifications_notification AS n SET status = v.status, status_changed_at = %s, "
+            f"skipped_channels = v.skipped, status_history = n.status_history || v.entry "
+            f"FROM (VALUES {', '.join(rows)}) AS v(id, status, skipped, entry) "
+            f"WHERE n.id = v.id AND n.status = 'routing' AND n.status_changed_at = %s RETURNING n.id",
+            [now, *params, claimed_at],
         )
-        if not moved:
-            raise LostClaim(notification_id)  # rolls the deliveries back: the new owner makes its own
-        Outbox.objects.filter(notification_id=notification_id).delete()
-        due = [(d.pk, d.channel) for d in deliveries if d.held_until is None]
-        transaction.on_commit(lambda: [publish_delivery(pk, channel, notification.priority) for pk, channel in due])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def suppressions(addresses: set[str]) -> dict[tuple[str, str], str]:
+    """{(channel, address): reason} for the addresses Herald stopped using."""
+    if not addresses:
+        return {}
+    return {(channel, address): reason for channel, address, reason in
+            Suppression.objects.filter(address__in=addresses).values_list("channel", "address", "reason")}
 
 
 def dedup_key(notification: Notification) -> str:
@@ -212,21 +264,51 @@ def cancel(notification_id) -> bool:
     return canceled
 
 
-def unreachable_channels(recipient: Recipient, active_devices: int | None = None) -> dict[str, str | None]:
+# A campaign's notifications whose deliveries were all canceled before any went out.
+ALL_DELIVERIES_CANCELED_SQL = """
+SELECT n.id FROM notifications_notification AS n
+WHERE n.campaign_id = %s AND n.status = 'sending'
+  AND NOT EXISTS (SELECT 1 FROM delivery_delivery AS d WHERE d.notification_id = n.id AND d.status <> 'canceled')
+"""
+
+
+def cancel_campaign(campaign_id) -> int:
+    """Stop what a campaign has not sent: notifications not yet routed, and deliveries not yet claimed.
+
+    A notification being routed right now loses its claim (routing → canceled), so the router's
+    deliveries roll back with it; a delivery already `sending` goes on.
+    """
+    at = timezone.now()
+    entry = {"status": Status.CANCELED.value, "at": at.isoformat(), "reason": "campaign_canceled"}
+    history = JSONBAppend(F("status_history"), Value([entry], output_field=JSONField()))
+    of_campaign = Notification.objects.filter(campaign_id=campaign_id)
+    with transaction.atomic():
+        unrouted = of_campaign.filter(status__in=[Status.PENDING, Status.SCHEDULED, Status.QUEUED, Status.ROUTING])
+        canceled = unrouted.update(status=Status.CANCELED, status_changed_at=at, status_history=history)
+        Outbox.objects.filter(notification__campaign_id=campaign_id).delete()
+        cancel_unsent(of_campaign.values("pk"))
+        with connection.cursor() as cursor:
+            cursor.execute(ALL_DELIVERIES_CANCELED_SQL, [campaign_id])
+            emptied = [row[0] for row in cursor.fetchall()]
+        canceled += Notification.objects.filter(pk__in=emptied, status=Status.SENDING).update(
+            status=Status.CANCELED, status_changed_at=at, status_history=history)
+    return canceled
+
+
+def unreachable_channels(recipient: Recipient, active_devices: int | None = None,
+                         suppressed: dict | None = None) -> dict[str, str | None]:
     """For each channel, why `recipient` cannot receive it now (None when they can)."""
     if active_devices is None:
         active_devices = recipient.devices.filter(is_active=True).count()
     contact = recipient.contact_addresses()
-    suppressed = dict(
-        Suppression.objects.filter(address__in=[a for a in contact.values() if a])
-        .values_list("channel", "reason")
-    ) if any(contact.values()) else {}
+    if suppressed is None:
+        suppressed = suppressions({address for address in contact.values() if address})
     reasons = {}
     for channel in Channel.values:
         reasons[channel] = unreachable_reason(
             channel, email=recipient.email, phone=recipient.phone,
             webhook_url=recipient.webhook_url, active_devices=active_devices,
-        ) or (suppressed.get(channel) if contact.get(channel) else None)
+        ) or (suppressed.get((channel, contact[channel])) if contact.get(channel) else None)
     if not recipient.is_active:
         reasons = dict.fromkeys(reasons, "user_inactive")
     return reasons
@@ -262,12 +344,13 @@ def fall_back(delivery: Delivery, reason: str) -> Delivery | None:
                 continue
             held_until = decision.hold_until if decision.action == preference_policy.HOLD else None
             created = Delivery.objects.create(
-                notification=notification, channel=channel, fallback_from=delivery, created_at=now,
+                notification=notification, channel=channel, priority=notification.priority,
+                fallback_from=delivery, created_at=now,
                 status=Status.QUEUED, status_changed_at=now, available_at=held_until or now, held_until=held_until,
                 status_history=[{"status": Status.QUEUED, "at": now.isoformat(), "reason": f"fallback_from_{delivery.channel}:{reason}"}],
             )
             if held_until is None:
-                transaction.on_commit(lambda pk=created.pk, ch=channel: publish_delivery(pk, ch, notification.priority))
+                transaction.on_commit(lambda ch=channel: wake_deliveries(ch, notification.priority))
             log.info("notification %s: %s could not reach the person (%s); falling back to %s",
                      notification.pk, delivery.channel, reason, channel)
             return created

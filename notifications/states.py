@@ -12,8 +12,10 @@ NOTIFICATION_TRANSITIONS: dict[str, set[str]] = {
     S.QUEUED: {S.ROUTING, S.CANCELED, S.FAILED},
     # routing → routing: a stale claim taken over after its worker died;
     # routing → queued: routing hit an error and gives its claim back for the retry.
-    S.ROUTING: {S.ROUTING, S.QUEUED, S.SENDING, S.FAILED},
-    S.SENDING: {S.SENT, S.DELIVERED, S.READ, S.FAILED},
+    # routing → canceled: a campaign canceled mid-routing; the router then loses its claim.
+    S.ROUTING: {S.ROUTING, S.QUEUED, S.SENDING, S.FAILED, S.CANCELED},
+    # sending → canceled: every delivery was canceled before it went out.
+    S.SENDING: {S.SENT, S.DELIVERED, S.READ, S.FAILED, S.CANCELED},
     S.SENT: {S.DELIVERED, S.READ, S.FAILED},
     S.DELIVERED: {S.READ},
     # A dead-lettered delivery requeued by ops brings its notification back to sending.

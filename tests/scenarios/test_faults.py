@@ -230,6 +230,13 @@ def test_a_stalled_redis_does_not_hang_accepts_receipts_or_readiness(api, stalle
     assert ready.status_code == 503 and ready.json()["checks"]["redis"]["ok"] is False and timings["ready"] < 2.0, timings
 
 
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 # --- 4. PostgreSQL down: a quick 503 ------------------------------------------------------------
 
 def free_port() -> int:
@@ -338,7 +345,8 @@ def test_make_run_restarts_a_worker_that_dies_and_stops_everything_on_ctrl_c(tmp
                            stderr=subprocess.DEVNULL, start_new_session=True)
     pids_file = tmp_path / "run-pids.json"
     try:
-        wait_for(lambda: pids_file.exists() and port_open(port), 90, 0.2, message="make run to start")
+        wait_for(lambda: pids_file.exists() and port_open(port) and answers(f"http://127.0.0.1:{port}/health"), 90, 0.2,
+                 message="make run to start")
         first = json.loads(pids_file.read_text())["worker-bulk"]
 
         os.kill(first, signal.SIGKILL)

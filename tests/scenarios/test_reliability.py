@@ -38,12 +38,14 @@ def test_a_notification_accepted_while_the_broker_is_down_is_delivered_when_it_r
 
 
 def test_a_worker_whose_tasks_finish_while_the_broker_is_down_consumes_again_when_it_returns(api, live, broker):
-    # given both of the worker's task slots busy with slow provider calls
-    setup_user()
+    # given both of the worker's task slots busy with slow provider calls (one lane each)
+    make_templates(channels=("email", "sms"))
+    make_recipient("r1")
     slow = {"sandbox": {"latency_ms": 3000}}
     slow_ids = [
-        api.post("/api/v1/notifications", notification_body(user_id="r1", variables={"name": name}, metadata=slow), format="json").json()["id"]
-        for name in ("Ada", "Grace")
+        api.post("/api/v1/notifications", notification_body(user_id="r1", variables={"name": name}, metadata=slow,
+                                                            channels=[channel]), format="json").json()["id"]
+        for name, channel in (("Ada", "email"), ("Grace", "sms"))
     ]
     wait_for(
         lambda: DeliveryAttempt.objects.filter(delivery__notification_id__in=slow_ids, finished_at__isnull=True).count() == 2,
@@ -71,7 +73,8 @@ def test_a_worker_whose_tasks_finish_while_the_broker_is_down_consumes_again_whe
 
 def acks_refused(worker_log: str) -> int:
     """Messages whose ack Celery could not send: failed on the dead connection, or skipped once it was gone."""
-    return worker_log.count("Couldn't ack") + worker_log.count("cannot be acknowledged after a connection loss")
+    return sum(worker_log.count(phrase) for phrase in (
+        "Couldn't ack", "cannot be acknowledged after a connection loss", "cannot be acknowledged as the connection is gone"))
 
 
 def test_a_worker_killed_mid_delivery_is_replaced_and_the_message_goes_out_exactly_once(api, live):

@@ -1,0 +1,69 @@
+"""SQL statements per notification, counted in this process over the whole path (sandbox provider):
+one notification accepted, routed and sent, and a 1,000-person campaign fanned out, routed and sent.
+Each stage runs inline (no worker), so every statement is seen.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.harness import Stack  # noqa: E402
+
+CAMPAIGN = 1000
+
+
+def main() -> None:
+    with Stack(start_worker=False) as stack:
+        os.environ.update(stack.env, HERALD_SENDS_IN_FLIGHT="1")
+        import django
+
+        django.setup()
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        from campaigns import fanout
+        from campaigns.models import Campaign
+        from delivery.chunks import claim_chunk
+        from delivery.sending import attempt_claimed
+        from notifications import routing
+        from notifications.accept import accept_notification
+        from preferences.models import Recipient
+        from templates_app.models import Template
+
+        Template.objects.create(name="bench", channel="email", subject="Hi", body="Hello {{ name }}")
+        Recipient.objects.bulk_create([Recipient(external_id=f"p{n}", email=f"p{n}@example.com") for n in range(CAMPAIGN)])
+
+        def route_and_send(priority: str) -> None:
+            while routing.route_lane(priority):
+                pass
+            lane = ["critical", "high"] if priority in ("critical", "high") else ["medium", "low"]
+            while True:
+                ids, claimed_at = claim_chunk("email", lane, 100)
+                if not ids:
+                    return
+                for delivery_id in ids:
+                    attempt_claimed(delivery_id, claimed_at)
+
+        accept_notification({"user_id": "p0", "type": "transaction", "template": "bench", "variables": {"name": "warm"},
+                             "channels": ["email"]}, raw_payload={}, api_key=None, idempotency_key=None)
+        route_and_send("high")  # warm: caches, render processes
+        with CaptureQueriesContext(connection) as single:
+            accept_notification({"user_id": "p1", "type": "transaction", "template": "bench", "variables": {"name": "one"},
+                                 "channels": ["email"]}, raw_payload={}, api_key=None, idempotency_key=None)
+            route_and_send("high")
+        print(f"one notification accepted, routed and sent: {len(single)} SQL statements "
+              f"(API key cached; the sandbox's own record of the message included)")
+
+        campaign = Campaign.objects.create(type="transaction", priority="low", template_name="bench", variables={"name": "all"},
+                                           channels=["email"], audience={"user_ids": [f"p{n}" for n in range(CAMPAIGN)]},
+                                           targeted=CAMPAIGN)
+        with CaptureQueriesContext(connection) as many:
+            fanout.fan_out(campaign.pk)
+            route_and_send("low")
+        print(f"a {CAMPAIGN}-person campaign fanned out, routed and sent: {len(many)} SQL statements = "
+              f"{len(many) / CAMPAIGN:.1f} per notification (target <= 1)")
+
+
+if __name__ == "__main__":
+    main()

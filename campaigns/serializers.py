@@ -1,0 +1,82 @@
+from django.conf import settings
+from rest_framework import serializers
+
+from campaigns.fanout import AUDIENCE_FILTERS, audience_of
+from campaigns.models import TOPIC_KEY, Campaign
+from core.serializers import StrictSerializer, choice
+from core.vocabulary import Channel, NotificationType, Priority
+
+
+def user_id_field() -> serializers.CharField:
+    return serializers.CharField(max_length=255)
+
+
+class AudienceRequest(StrictSerializer):
+    user_ids = serializers.ListField(child=user_id_field(), required=False, allow_empty=False,
+                                     help_text=f"Up to {settings.HERALD_CAMPAIGN_MAX_USER_IDS}; repeats are sent once.")
+    topic = serializers.CharField(max_length=100, required=False, validators=[TOPIC_KEY])
+    filter = serializers.DictField(required=False, help_text=f"Recipient attributes: {', '.join(AUDIENCE_FILTERS)}.")
+
+    def validate_filter(self, value):
+        for key, item in value.items():
+            kind = AUDIENCE_FILTERS.get(key)
+            if kind is None:
+                raise serializers.ValidationError({key: f"Unknown filter; expected one of: {', '.join(AUDIENCE_FILTERS)}."})
+            if not isinstance(item, kind) or (kind is int and isinstance(item, bool)):
+                raise serializers.ValidationError({key: f"Must be a {kind.__name__}."})
+        return value
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        given = [name for name in ("user_ids", "topic", "filter") if name in attrs]
+        if len(given) != 1:
+            raise serializers.ValidationError("Give exactly one of user_ids, topic or filter.")
+        if "user_ids" in attrs:
+            attrs["user_ids"] = list(dict.fromkeys(attrs["user_ids"]))
+        return attrs
+
+
+class CampaignRequest(StrictSerializer):
+    name = serializers.CharField(max_length=200, required=False, default="")
+    type = choice(NotificationType.choices, "type")
+    template = serializers.SlugField(max_length=100)
+    variables = serializers.DictField(required=False, default=dict)
+    channels = serializers.ListField(child=choice(Channel.choices, "channel"), required=False, allow_empty=False)
+    priority = choice(Priority.choices, "priority", required=False)
+    metadata = serializers.DictField(required=False, default=dict)
+    audience = AudienceRequest()
+
+
+class CampaignView(serializers.ModelSerializer):
+    template = serializers.CharField(source="template_name")
+    status = serializers.SerializerMethodField(help_text="fanning_out, sending, completed or canceled.")
+    audience = serializers.SerializerMethodField()
+    notifications = serializers.SerializerMethodField(help_text="The campaign's notifications by where they stand.")
+
+    class Meta:
+        model = Campaign
+        fields = ["id", "name", "type", "priority", "template", "status", "audience", "created_at", "fanned_out_at",
+                  "canceled_at", "targeted", "accepted", "skipped", "notifications"]
+
+    def get_audience(self, campaign) -> dict:
+        """The topic or filter; for user ids, how many (the list itself can be 100,000 long)."""
+        kind, value = audience_of(campaign)
+        return {"user_ids": campaign.targeted} if kind == "user_ids" else {kind: value}
+
+    def get_notifications(self, campaign) -> dict:
+        return self.context["progress"]
+
+    def get_status(self, campaign) -> str:
+        if campaign.status != Campaign.Status.FANNED_OUT:
+            return campaign.status
+        progress = self.context["progress"]
+        return "sending" if progress["waiting"] or progress["sending"] else "completed"
+
+
+class TopicRequest(StrictSerializer):
+    name = serializers.CharField(max_length=200, required=False, default="")
+
+
+class SubscribersRequest(StrictSerializer):
+    user_ids = serializers.ListField(child=user_id_field(), allow_empty=False,
+                                     help_text=f"Up to {settings.HERALD_TOPIC_BULK_MAX_USER_IDS} per request.")

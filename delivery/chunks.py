@@ -1,0 +1,124 @@
+"""A lane's deliveries, claimed a chunk at a time: one statement claims many rows, each then
+goes through the same attempt as ever (delivery/sending.py), fenced by the chunk's claim time.
+
+A lane is a channel and an urgency (`sms.urgent`, `email.bulk`): each has its own queue and
+workers, so a campaign's backlog never delays a password reset. A full chunk wakes the lane
+again before it is worked, so the next chunk goes to another of the worker's threads while
+this one waits on its provider.
+"""
+
+import json
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import F, JSONField, Value
+from django.utils import timezone
+
+from core import wake
+from core.states import JSONBAppend, Status
+from delivery.models import Delivery
+from delivery.publishing import lane_priorities, wake_deliveries
+from delivery.sending import apply_abandoned_journals, attempt_claimed
+
+log = logging.getLogger(__name__)
+
+# Due rows, soonest first, and rows whose worker's lease ran out (it died mid-attempt). The
+# same statement takes them: status sending, the claim time set (it fences every later write
+# of the attempt), one attempt counted, the move appended to the row's history.
+CLAIM_CHUNK_SQL = """
+WITH due AS (
+    SELECT id FROM delivery_delivery
+    WHERE status = 'queued' AND held_until IS NULL AND available_at <= %(now)s
+      AND channel = %(channel)s AND priority = ANY(%(priorities)s)
+    ORDER BY available_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), abandoned AS (
+    SELECT id FROM delivery_delivery
+    WHERE status = 'sending' AND claimed_at < %(lease_over)s
+      AND channel = %(channel)s AND priority = ANY(%(priorities)s)
+    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+UPDATE delivery_delivery AS d
+SET status = 'sending', status_changed_at = %(now)s, claimed_at = %(now)s, published_at = %(now)s,
+    attempts = d.attempts + 1, status_history = d.status_history || %(history)s::jsonb
+WHERE d.id IN (SELECT id FROM due UNION ALL SELECT id FROM abandoned)
+RETURNING d.id
+"""
+
+
+TAKEOVER_MARGIN_SECONDS = 3
+
+
+def claim_chunk(channel: str, priorities: list[str], limit: int) -> tuple[list, object]:
+    """Claim up to `limit` of the lane's due or abandoned deliveries: (ids, the claim's time)."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_CHUNK_SQL, {
+            "now": now, "channel": channel, "priorities": priorities, "limit": limit,
+            # A little past the lease: by then this thread or the dispatch sweep has applied
+            # whatever the dead worker journaled (apply_abandoned_journals).
+            "lease_over": now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS + TAKEOVER_MARGIN_SECONDS),
+            "history": json.dumps([{"status": Status.SENDING.value, "at": now.isoformat()}]),
+        })
+        return [row[0] for row in cursor.fetchall()], now
+
+
+def give_back(delivery_ids: list, claimed_at) -> None:
+    """Return claimed rows not yet attempted to `queued`, as if never claimed (no attempt used)."""
+    entry = {"status": Status.QUEUED.value, "at": timezone.now().isoformat(), "reason": "chunk_given_back"}
+    Delivery.objects.filter(pk__in=delivery_ids, status=Status.SENDING, claimed_at=claimed_at).update(
+        status=Status.QUEUED, status_changed_at=timezone.now(), attempts=F("attempts") - 1,
+        status_history=JSONBAppend(F("status_history"), Value([entry], output_field=JSONField())),
+    )
+
+
+_senders: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def senders() -> ThreadPoolExecutor:
+    """This process's sender threads (HERALD_SENDS_IN_FLIGHT), shared by every lane's chunks."""
+    global _senders
+    if _senders is None or _senders[0] != os.getpid():
+        _senders = (os.getpid(), ThreadPoolExecutor(settings.HERALD_SENDS_IN_FLIGHT, thread_name_prefix="sender"))
+    return _senders[1]
+
+
+def attempt_in_time(delivery_id, claimed_at, claimed: float) -> None:
+    """Attempt one claimed delivery, unless it waited so long that the attempt could outlast its lease.
+
+    An attempt ends within HERALD_ATTEMPT_BUDGET_SECONDS; one started later than the lease minus
+    that budget could still be calling its provider when another worker takes the row over as
+    abandoned, and both would send.
+    """
+    try:
+        if time.monotonic() - claimed > settings.HERALD_DELIVERY_LEASE_SECONDS - settings.HERALD_ATTEMPT_BUDGET_SECONDS:
+            give_back([delivery_id], claimed_at)  # the next claim (ours or another worker's) takes it in time
+            return
+        attempt_claimed(delivery_id, claimed_at)
+    finally:
+        connection.close()  # hand this thread's connection back to the pool between attempts
+
+
+def deliver_lane(queue: str) -> int:
+    """Attempt the lane's due deliveries, a chunk at a time, for up to HERALD_CHUNK_BUDGET_SECONDS."""
+    channel, priorities = lane_priorities(queue)
+    deadline = time.monotonic() + settings.HERALD_CHUNK_BUDGET_SECONDS
+    # An abandoned row's last worker may have journaled its provider's answer: record that
+    # before the row is taken over, so the takeover does not ask (or send) again.
+    apply_abandoned_journals()
+    attempted = 0
+    while True:
+        wake.woken(f"deliver:{queue}")
+        ids, claimed_at = claim_chunk(channel, priorities, settings.HERALD_DELIVERY_CHUNK)
+        claimed = time.monotonic()
+        if len(ids) == settings.HERALD_DELIVERY_CHUNK:
+            wake_deliveries(channel, priorities[0])  # more may wait: another thread takes the next chunk
+        for future in [senders().submit(attempt_in_time, delivery_id, claimed_at, claimed) for delivery_id in ids]:
+            future.result()  # a database error ends the task (and retries it); claimed rows wait for their lease
+        attempted += len(ids)
+        if len(ids) < settings.HERALD_DELIVERY_CHUNK or time.monotonic() > deadline:
+            return attempted
