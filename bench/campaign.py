@@ -5,6 +5,7 @@ to the last delivery sent, notifications/s per worker process, the worker's peak
 critical-priority accept→sent p99 measured while the campaign drains.
 """
 
+import os
 import sys
 import threading
 import time
@@ -14,9 +15,9 @@ import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.harness import Stack, percentile, wait_until  # noqa: E402
+from bench.harness import BULK_QUEUES, URGENT_QUEUES, Stack, percentile, wait_until  # noqa: E402
 
-PEOPLE = 10_000
+PEOPLE = int(os.environ.get("HERALD_BENCH_CAMPAIGN", "10000"))
 CRITICAL_PROBES = 40
 
 
@@ -39,8 +40,9 @@ def main() -> None:
         noop_rate = stack.reference_task_rate()
         print(f"reference no-op Celery task, one solo worker: {noop_rate:.0f} tasks/s")
 
-        stack.start_worker(pool="threads")
-        worker = psutil.Process(stack.worker_pids()[0])
+        # As in production: the urgent lanes and the bulk lanes each have their own worker process.
+        stack.start_worker(pool="threads", queues=[URGENT_QUEUES, BULK_QUEUES])
+        worker = psutil.Process(stack.worker_pids()[1])  # the bulk worker, which does the campaign
         started = time.perf_counter()
         response = http.post(f"{base}/campaigns", json={
             "type": "transaction", "template": "launch", "variables": {"name": "all"}, "channels": ["email"],
@@ -80,7 +82,7 @@ def main() -> None:
         detail = http.get(f"{base}/campaigns/{campaign}").json()
         rate = PEOPLE / seconds
         print(f"campaign of {PEOPLE}: POST answered in {accepted_in * 1000:.0f} ms; all sent in {seconds:.1f}s (target < 10 s) "
-              f"= {rate:.0f} notifications/s = {rate / noop_rate:.2f}x the no-op task rate (target >= 1.0); "
+              f"= {rate:.0f} notifications/s by the bulk worker = {rate / noop_rate:.2f}x the no-op task rate (target >= 1.0); "
               f"sent {detail['notifications']['sent']}, failed {detail['notifications']['failed']}")
         print(f"critical accept→sent while it drained: p50 {percentile(latencies, 50) * 1000:.0f} ms, "
               f"p99 {percentile(latencies, 99) * 1000:.0f} ms over {len(latencies)} (target p99 < 300 ms)")

@@ -21,7 +21,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.queues import WORKER_FLAGS  # noqa: E402
+from core.queues import BULK_QUEUES, URGENT_QUEUES, WORKER_FLAGS  # noqa: E402,F401
 
 BIN = Path(sys.executable).parent
 
@@ -100,11 +100,17 @@ class Stack:
             raise
         return self
 
-    def start_worker(self, pool: str = "solo") -> None:
-        """`worker_concurrency` worker processes (solo pool: no prefork pipes), the first also running beat."""
+    def start_worker(self, pool: str = "solo", queues: list[list[str]] | None = None) -> None:
+        """`worker_concurrency` worker processes (solo pool: no prefork pipes), the first also running beat.
+
+        With `queues`, one process per list of queues instead (the production layout: urgent and bulk lanes apart).
+        """
+        if queues:
+            self.worker_concurrency = len(queues)
         for n in range(self.worker_concurrency):
             beat = ["-B", "-s", str(self.log_dir / "beat-schedule")] if n == 0 else []
-            self.start(f"worker-{n}", [str(BIN / "celery"), "-A", "config", "worker", *beat, "--pool", pool,
+            only = ["-Q", ",".join(queues[n])] if queues else []
+            self.start(f"worker-{n}", [str(BIN / "celery"), "-A", "config", "worker", *beat, "--pool", pool, *only,
                                        "--loglevel", "INFO", *WORKER_FLAGS, "-n", f"bench{n}@%h"])
         for n in range(self.worker_concurrency):
             log = self.log_dir / f"worker-{n}.log"

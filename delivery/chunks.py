@@ -76,15 +76,19 @@ def give_back(delivery_ids: list, claimed_at) -> None:
     )
 
 
-_senders: tuple[int, ThreadPoolExecutor] | None = None
+_senders: dict[tuple[int, bool], ThreadPoolExecutor] = {}
 
 
-def senders() -> ThreadPoolExecutor:
-    """This process's sender threads (HERALD_SENDS_IN_FLIGHT), shared by every lane's chunks."""
-    global _senders
-    if _senders is None or _senders[0] != os.getpid():
-        _senders = (os.getpid(), ThreadPoolExecutor(settings.HERALD_SENDS_IN_FLIGHT, thread_name_prefix="sender"))
-    return _senders[1]
+def senders(urgent: bool) -> ThreadPoolExecutor:
+    """This process's sender threads for urgent or for bulk lanes (HERALD_SENDS_IN_FLIGHT each).
+
+    Two pools, so that a campaign's queued sends never stand in front of a password reset's
+    when one worker process serves both kinds of lane.
+    """
+    key = (os.getpid(), urgent)
+    if key not in _senders:
+        _senders[key] = ThreadPoolExecutor(settings.HERALD_SENDS_IN_FLIGHT, thread_name_prefix="urgent" if urgent else "bulk")
+    return _senders[key]
 
 
 def attempt_in_time(delivery_id, claimed_at, claimed: float) -> None:
@@ -117,7 +121,8 @@ def deliver_lane(queue: str) -> int:
         claimed = time.monotonic()
         if len(ids) == settings.HERALD_DELIVERY_CHUNK:
             wake_deliveries(channel, priorities[0])  # more may wait: another thread takes the next chunk
-        for future in [senders().submit(attempt_in_time, delivery_id, claimed_at, claimed) for delivery_id in ids]:
+        pool = senders(urgent=queue.endswith(".urgent"))
+        for future in [pool.submit(attempt_in_time, delivery_id, claimed_at, claimed) for delivery_id in ids]:
             future.result()  # a database error ends the task (and retries it); claimed rows wait for their lease
         attempted += len(ids)
         if len(ids) < settings.HERALD_DELIVERY_CHUNK or time.monotonic() > deadline:
