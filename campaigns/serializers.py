@@ -3,8 +3,8 @@ from rest_framework import serializers
 
 from campaigns.fanout import AUDIENCE_FILTERS, audience_of
 from campaigns.models import TOPIC_KEY, Campaign
-from core.serializers import StrictSerializer, choice
-from core.vocabulary import Channel, NotificationType, Priority
+from core.serializers import StrictSerializer
+from notifications.serializers import MessageRequest
 
 
 def user_id_field() -> serializers.CharField:
@@ -36,14 +36,8 @@ class AudienceRequest(StrictSerializer):
         return attrs
 
 
-class CampaignRequest(StrictSerializer):
+class CampaignRequest(MessageRequest):
     name = serializers.CharField(max_length=200, required=False, default="")
-    type = choice(NotificationType.choices, "type")
-    template = serializers.SlugField(max_length=100)
-    variables = serializers.DictField(required=False, default=dict)
-    channels = serializers.ListField(child=choice(Channel.choices, "channel"), required=False, allow_empty=False)
-    priority = choice(Priority.choices, "priority", required=False)
-    metadata = serializers.DictField(required=False, default=dict)
     audience = AudienceRequest()
 
 

@@ -8,15 +8,14 @@ from delivery.models import Delivery
 from notifications.models import Notification
 
 
-class NotificationRequest(StrictSerializer):
-    user_id = serializers.CharField(max_length=255)
+class MessageRequest(StrictSerializer):
+    """What a message says and how it goes out, for one person (a notification) or many (a campaign)."""
+
     type = choice(NotificationType.choices, "type")
     template = serializers.SlugField(max_length=100)
     variables = serializers.DictField(required=False, default=dict)
     channels = serializers.ListField(child=choice(Channel.choices, "channel"), required=False, allow_empty=False)
     priority = choice(Priority.choices, "priority", required=False)
-    scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
-    idempotency_key = serializers.CharField(max_length=255, required=False)
     metadata = serializers.DictField(required=False, default=dict)
 
     def validate_channels(self, value):
@@ -35,6 +34,12 @@ class NotificationRequest(StrictSerializer):
         if value.get("ttl_seconds", 0) < 0:
             raise serializers.ValidationError({"ttl_seconds": "Must not be negative."})
         return value
+
+
+class NotificationRequest(MessageRequest):
+    user_id = serializers.CharField(max_length=255)
+    scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
+    idempotency_key = serializers.CharField(max_length=255, required=False)
 
     def validate_scheduled_at(self, value):
         if value is not None and value <= timezone.now():

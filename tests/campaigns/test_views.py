@@ -101,6 +101,8 @@ def test_a_topic_campaign_reaches_its_subscribers_only(api, people):
     ({"audience": {"filter": {"has_email": "yes"}}}, 400, "audience.filter.has_email"),
     ({"audience": {"user_ids": ["x" * 256]}}, 400, "audience.user_ids.0"),
     ({"channels": ["fax"]}, 400, "channels.0"),
+    ({"channels": ["email", "email"]}, 400, "channels"),
+    ({"metadata": {"ttl_seconds": "soon"}}, 400, "metadata.ttl_seconds"),
 ])
 def test_a_bad_campaign_is_refused_at_once_naming_the_field(api, people, overrides, status, field):
     response = create(api, **overrides)
