@@ -53,6 +53,7 @@ def main() -> None:
         accepted_in = time.perf_counter() - started
 
         latencies: list[float] = []
+        probes: list[str] = []
         stop = threading.Event()
 
         def probe():
@@ -64,6 +65,7 @@ def main() -> None:
                 while http.get(f"{base}/notifications/{n}").json()["status"] not in ("sent", "delivered", "failed"):
                     time.sleep(0.01)
                 latencies.append(time.perf_counter() - sent_at)
+                probes.append(n)
                 time.sleep(0.2)
 
         prober = threading.Thread(target=probe)
@@ -87,6 +89,12 @@ def main() -> None:
         print(f"critical accept→sent while it drained: p50 {percentile(latencies, 50) * 1000:.0f} ms, "
               f"p99 {percentile(latencies, 99) * 1000:.0f} ms over {len(latencies)} (target p99 < 300 ms)")
         print(f"worker peak RSS {peak / 2**20:.0f} MiB (target < 200 MiB)")
+        if probes:
+            slowest = probes[max(range(len(latencies)), key=latencies.__getitem__)]
+            detail = http.get(f"{base}/notifications/{slowest}").json()
+            steps = [(s["status"], s["at"][11:23]) for s in detail["status_history"]]
+            steps += [(f"{d['channel']}:{name}", (d[name] or "")[11:23]) for d in detail["deliveries"] for name in ("queued_at", "sent_at")]
+            print("slowest critical probe's steps:", ", ".join(f"{name} {at}" for name, at in steps))
 
 
 if __name__ == "__main__":

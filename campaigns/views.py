@@ -17,9 +17,9 @@ from campaigns.serializers import CampaignRequest, CampaignView, SubscribersRequ
 from core.errors import ApiError
 from core.openapi import error
 from core.states import Status
+from core.vocabulary import Priority
 from notifications.accept import check_template, find_recipients_and_variants
 from notifications.models import Notification
-from notifications.policy import default_priority
 from preferences.models import Recipient
 
 PROGRESS_GROUPS = {
@@ -69,7 +69,8 @@ class CampaignCreate(APIView):
         _, variants = find_recipients_and_variants(set(), {data["template"]})
         check_template(data["template"], variants.get(data["template"], []), data.get("channels") or [], data["variables"])
         campaign = Campaign.objects.create(
-            name=data["name"], type=data["type"], priority=data.get("priority") or default_priority(data["type"]),
+            # Bulk lanes unless the caller says otherwise: a campaign must not queue in front of a password reset.
+            name=data["name"], type=data["type"], priority=data.get("priority") or Priority.LOW,
             template_name=data["template"], variables=data["variables"], channels=data.get("channels") or [],
             metadata=data["metadata"], audience=audience, api_key=request.auth,
             targeted=len(audience["user_ids"]) if "user_ids" in audience else None,

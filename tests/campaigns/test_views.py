@@ -178,3 +178,10 @@ def test_a_persons_topics_are_exported_and_erased_with_them(api, people):
     assert [t["topic"] for t in exported["topics"]] == ["news"]
     api.delete("/api/v1/users/p4")
     assert not TopicSubscription.objects.exists()
+
+
+def test_a_campaign_goes_out_on_the_bulk_lanes_unless_it_names_a_priority(api, people):
+    quiet = create(api, type="transaction").json()
+    loud = create(api, type="transaction", priority="high").json()
+
+    assert (quiet["priority"], loud["priority"]) == ("low", "high")
