@@ -79,5 +79,25 @@ def transition(
     return updated == 1
 
 
+def move_all(
+    rows: models.QuerySet, table: dict[str, set[str]], target: str, *, sources: set[str], reason: str = "",
+    at: datetime | None = None, **fields,
+) -> int:
+    """`transition` for many rows at once: move those of `rows` still in one of `sources` to `target`.
+
+    The same checks and history as a single move; returns how many rows moved.
+    """
+    legal = allowed_sources(table, target)
+    if not sources <= legal:
+        raise IllegalTransition(f"{sorted(sources - legal)} → {target} is not allowed")
+    at = at or timezone.now()
+    entry = {"status": str(target), "at": at.isoformat(), **({"reason": reason} if reason else {})}
+    return rows.filter(status__in=sources).update(
+        status=target, status_changed_at=at,
+        status_history=JSONBAppend(F("status_history"), Value([entry], output_field=models.JSONField())),
+        **fields,
+    )
+
+
 def initial_history(status: str, at: datetime) -> list[dict]:
     return [{"status": str(status), "at": at.isoformat()}]

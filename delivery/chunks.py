@@ -16,14 +16,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, JSONField, Value
+from django.db.models import F
 from django.utils import timezone
 
 from core import wake
-from core.states import JSONBAppend, Status
+from core.states import Status, move_all
 from delivery.models import Delivery
 from delivery.publishing import lane_priorities, wake_deliveries
-from delivery.sending import apply_abandoned_journals, attempt_claimed
+from delivery.sending import attempt_claimed
+from delivery.states import DELIVERY_TRANSITIONS
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,8 @@ def claim_chunk(channel: str, priorities: list[str], limit: int) -> tuple[list, 
     with connection.cursor() as cursor:
         cursor.execute(CLAIM_CHUNK_SQL, {
             "now": now, "channel": channel, "priorities": priorities, "limit": limit,
-            # A little past the lease: by then this thread or the dispatch sweep has applied
-            # whatever the dead worker journaled (apply_abandoned_journals).
+            # A little past the lease, so that the dispatch sweep has usually applied what the dead
+            # worker journaled; attempt_claimed applies the row's journal itself in any case.
             "lease_over": now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS + TAKEOVER_MARGIN_SECONDS),
             "history": json.dumps([{"status": Status.SENDING.value, "at": now.isoformat()}]),
         })
@@ -69,11 +70,8 @@ def claim_chunk(channel: str, priorities: list[str], limit: int) -> tuple[list, 
 
 def give_back(delivery_ids: list, claimed_at) -> None:
     """Return claimed rows not yet attempted to `queued`, as if never claimed (no attempt used)."""
-    entry = {"status": Status.QUEUED.value, "at": timezone.now().isoformat(), "reason": "chunk_given_back"}
-    Delivery.objects.filter(pk__in=delivery_ids, status=Status.SENDING, claimed_at=claimed_at).update(
-        status=Status.QUEUED, status_changed_at=timezone.now(), attempts=F("attempts") - 1,
-        status_history=JSONBAppend(F("status_history"), Value([entry], output_field=JSONField())),
-    )
+    move_all(Delivery.objects.filter(pk__in=delivery_ids, claimed_at=claimed_at), DELIVERY_TRANSITIONS, Status.QUEUED,
+             sources={Status.SENDING}, reason="chunk_given_back", attempts=F("attempts") - 1)
 
 
 _senders: dict[tuple[int, bool], ThreadPoolExecutor] = {}
@@ -111,9 +109,6 @@ def deliver_lane(queue: str) -> int:
     """Attempt the lane's due deliveries, a chunk at a time, for up to HERALD_CHUNK_BUDGET_SECONDS."""
     channel, priorities = lane_priorities(queue)
     deadline = time.monotonic() + settings.HERALD_CHUNK_BUDGET_SECONDS
-    # An abandoned row's last worker may have journaled its provider's answer: record that
-    # before the row is taken over, so the takeover does not ask (or send) again.
-    apply_abandoned_journals()
     attempted = 0
     while True:
         wake.woken(f"deliver:{queue}")

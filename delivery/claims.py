@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, JSONField, Q, Value
+from django.db.models import F, Q
 from django.utils import timezone
 
-from core.states import JSONBAppend, Status, transition
+from core.states import Status, move_all, transition
 from delivery.models import Delivery, DeliveryAttempt
 from delivery.states import DELIVERY_TRANSITIONS
 
@@ -42,17 +42,13 @@ def cancel_unsent(notification_ids) -> int:
     locked first: an attempt begins by locking its row (start_attempt), so each either sees the
     other's work or waits for it, and a call never starts for a row canceled here.
     """
-    at = timezone.now()
-    entry = {"status": Status.CANCELED.value, "at": at.isoformat(), "reason": "canceled"}
-    history = JSONBAppend(F("status_history"), Value([entry], output_field=JSONField()))
+    of_notifications = Delivery.objects.filter(notification_id__in=notification_ids)
     with transaction.atomic():
-        canceled = Delivery.objects.filter(notification_id__in=notification_ids, status=Status.QUEUED).update(
-            status=Status.CANCELED, status_changed_at=at, status_history=history)
-        claimed = list(Delivery.objects.select_for_update().filter(notification_id__in=notification_ids, status=Status.SENDING)
-                       .values_list("pk", flat=True))
+        canceled = move_all(of_notifications, DELIVERY_TRANSITIONS, Status.CANCELED, sources={Status.QUEUED}, reason="canceled")
+        claimed = list(of_notifications.select_for_update().filter(status=Status.SENDING).values_list("pk", flat=True))
         started = DeliveryAttempt.objects.filter(delivery_id__in=claimed, delivery__attempts=F("number")).values("delivery_id")
-        canceled += Delivery.objects.filter(pk__in=claimed).exclude(pk__in=started).update(
-            status=Status.CANCELED, status_changed_at=at, status_history=history)
+        canceled += move_all(Delivery.objects.filter(pk__in=claimed).exclude(pk__in=started), DELIVERY_TRANSITIONS,
+                             Status.CANCELED, sources={Status.SENDING}, reason="canceled")
     return canceled
 
 

@@ -41,6 +41,9 @@ def attempt_claimed(delivery_id, now: datetime) -> None:
         return  # canceled, or taken over after our lease ran out: the row is someone else's now
     result, provider_name = None, ""
     if delivery.attempts > 1:
+        # What an earlier claim's worker journaled but did not write (it died, or the database
+        # was away) is recorded first, so that settling below sees every answer there was.
+        apply_journal(delivery.pk)
         result, provider_name = settle_interrupted_attempts(delivery, now)
     if result is None and now >= expires_at(delivery.notification):
         result = SendResult.failed(ErrorCode.EXPIRED, f"Not sent within the {delivery.notification.type} time to live.")

@@ -10,7 +10,7 @@ row is what says it may still need publishing.
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cache
 
 from django.conf import settings
@@ -43,14 +43,14 @@ def request_hash(payload: dict) -> str:
 def accept_notification(data: dict, *, raw_payload: dict, api_key: ApiKey | None, idempotency_key: str | None) -> Accepted:
     """Validate `data` against the recipient and template, store it, and wake routing."""
     found = find_recipient_and_variants(data["user_id"], data["template"])
-    notification, available_at = prepare(data, found, raw_payload=raw_payload, api_key=api_key, idempotency_key=idempotency_key)
+    notification = prepare(data, found, raw_payload=raw_payload, api_key=api_key, idempotency_key=idempotency_key)
     try:
-        insert_with_outbox(notification, available_at)
+        inserted = insert_many_with_outbox([notification])
     except IntegrityError as exc:
         if isinstance(exc.__cause__, ForeignKeyViolation):
             raise vanished(data["user_id"], api_key) from None
-        if idempotency_key is None:
-            raise
+        raise
+    if not inserted:  # only an idempotency key can collide
         return replay(idempotency_key, notification.request_hash)
     if notification.status == Status.PENDING:
         wake_routing(notification.priority)
@@ -68,7 +68,7 @@ def accept_many(items: list[tuple[dict, dict, str | None]], *, api_key: ApiKey |
         recipient = recipients.get(data["user_id"])
         found = (*recipient, variants.get(data["template"], [])) if recipient else None
         try:
-            notification, _ = prepare(data, found, raw_payload=raw, api_key=api_key, idempotency_key=key)
+            notification = prepare(data, found, raw_payload=raw, api_key=api_key, idempotency_key=key)
         except ApiError as exc:
             results.append(exc)
         else:
@@ -93,8 +93,8 @@ def accept_many(items: list[tuple[dict, dict, str | None]], *, api_key: ApiKey |
 
 
 def prepare(data: dict, found: tuple | None, *, raw_payload: dict, api_key: ApiKey | None,
-            idempotency_key: str | None) -> tuple[Notification, datetime]:
-    """The notification to store for `data` and when the relay may step in; ApiError if it cannot be accepted."""
+            idempotency_key: str | None) -> Notification:
+    """The notification to store for `data`; ApiError if it cannot be accepted."""
     if found is None:
         raise ApiError(404, "unknown_user", f"No user {data['user_id']!r}; create it with PUT /api/v1/users/{{user_id}}.", "user_id")
     recipient_id, is_active, variants = found
@@ -121,9 +121,7 @@ def prepare(data: dict, found: tuple | None, *, raw_payload: dict, api_key: ApiK
         status_changed_at=now,
         status_history=initial_history(status, now),
     )
-    # An immediate notification wakes routing right after commit; the relay steps in only if
-    # it has not been routed within the grace period. A scheduled one waits for its time.
-    return notification, scheduled_at or now + timedelta(seconds=settings.HERALD_OUTBOX_GRACE_SECONDS)
+    return notification
 
 
 def check_template(name: str, variants: list[dict], requested: list[str], variables: dict) -> None:
@@ -180,7 +178,10 @@ def insert_many_with_outbox(notifications: list[Notification]) -> set:
     """Insert notifications and their outbox rows in one statement; the ids inserted.
 
     A notification whose idempotency key (or, for a campaign, whose person) is taken already
-    is skipped, not an error: the caller decides what a repeat means.
+    is skipped, not an error: the caller decides what a repeat means. An immediate notification
+    wakes routing right after commit; the relay steps in only if it has not been routed within
+    the grace period. A scheduled one's outbox row waits for its time. One statement, hence one
+    transaction: a data-modifying CTE saves the BEGIN/COMMIT round trips.
     """
     if not notifications:
         return set()
@@ -198,29 +199,6 @@ def insert_many_with_outbox(notifications: list[Notification]) -> set:
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, grace])
         return {row[0] for row in cursor.fetchall()}
-
-
-@cache
-def insert_sql() -> str:
-    fields = Notification._meta.concrete_fields
-    columns = ", ".join(f'"{field.column}"' for field in fields)
-    values = ", ".join(["%s"] * len(fields))
-    return (
-        f'WITH inserted AS (INSERT INTO "{Notification._meta.db_table}" ({columns}) VALUES ({values}) RETURNING "id") '
-        f'INSERT INTO "{Outbox._meta.db_table}" ("notification_id", "available_at", "relay_count") '
-        f'SELECT "id", %s, 0 FROM inserted'
-    )
-
-
-def insert_with_outbox(notification: Notification, available_at) -> None:
-    """Insert the notification and its outbox row in one statement, hence one transaction.
-
-    A data-modifying CTE saves the BEGIN/COMMIT round trips an explicit transaction costs.
-    """
-    params = [field.get_db_prep_save(field.pre_save(notification, True), connection)
-              for field in Notification._meta.concrete_fields]
-    with connection.cursor() as cursor:
-        cursor.execute(insert_sql(), [*params, available_at])
 
 
 def vanished(user_id: str, api_key: ApiKey | None) -> ApiError:

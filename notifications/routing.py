@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, JSONField, Q, Value
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from core import wake
 from core.queues import routing_queue
-from core.states import JSONBAppend, Status, transition
+from core.states import Status, move_all, transition
 from core.vocabulary import Channel
 from delivery.claims import cancel_unsent
 from delivery.models import Delivery, Suppression
@@ -126,11 +126,8 @@ def route_lane(priority: str) -> int:
 
 def give_back(notification_ids: list, claimed_at: datetime) -> None:
     """Return claims this worker still holds to `queued`, so they need not wait for the lease."""
-    entry = {"status": Status.QUEUED.value, "at": timezone.now().isoformat(), "reason": "routing_error"}
-    Notification.objects.filter(pk__in=notification_ids, status=Status.ROUTING, status_changed_at=claimed_at).update(
-        status=Status.QUEUED, status_changed_at=timezone.now(),
-        status_history=JSONBAppend(F("status_history"), Value([entry], output_field=JSONField())),
-    )
+    move_all(Notification.objects.filter(pk__in=notification_ids, status_changed_at=claimed_at), NOTIFICATION_TRANSITIONS,
+             Status.QUEUED, sources={Status.ROUTING}, reason="routing_error")
 
 
 def route(notification_id) -> None:
@@ -278,20 +275,17 @@ def cancel_campaign(campaign_id) -> int:
     A notification being routed right now loses its claim (routing → canceled), so the router's
     deliveries roll back with it; a delivery already `sending` goes on.
     """
-    at = timezone.now()
-    entry = {"status": Status.CANCELED.value, "at": at.isoformat(), "reason": "campaign_canceled"}
-    history = JSONBAppend(F("status_history"), Value([entry], output_field=JSONField()))
     of_campaign = Notification.objects.filter(campaign_id=campaign_id)
     with transaction.atomic():
-        unrouted = of_campaign.filter(status__in=[Status.PENDING, Status.SCHEDULED, Status.QUEUED, Status.ROUTING])
-        canceled = unrouted.update(status=Status.CANCELED, status_changed_at=at, status_history=history)
+        canceled = move_all(of_campaign, NOTIFICATION_TRANSITIONS, Status.CANCELED, reason="campaign_canceled",
+                            sources={Status.PENDING, Status.SCHEDULED, Status.QUEUED, Status.ROUTING})
         Outbox.objects.filter(notification__campaign_id=campaign_id).delete()
         cancel_unsent(of_campaign.values("pk"))
         with connection.cursor() as cursor:
             cursor.execute(ALL_DELIVERIES_CANCELED_SQL, [campaign_id])
             emptied = [row[0] for row in cursor.fetchall()]
-        canceled += Notification.objects.filter(pk__in=emptied, status=Status.SENDING).update(
-            status=Status.CANCELED, status_changed_at=at, status_history=history)
+        canceled += move_all(Notification.objects.filter(pk__in=emptied), NOTIFICATION_TRANSITIONS, Status.CANCELED,
+                             sources={Status.SENDING}, reason="campaign_canceled")
     return canceled
 
 

@@ -5,7 +5,7 @@ import threading
 import pytest
 from django.db import connection
 
-from core.states import IllegalTransition, Status, transition
+from core.states import IllegalTransition, Status, move_all, transition
 from delivery.models import Delivery
 from delivery.states import DELIVERY_TRANSITIONS
 from notifications.models import Notification
@@ -92,3 +92,19 @@ def test_two_workers_racing_for_one_delivery_cannot_both_win(transactional_db):
     assert sorted(wins) == [False] * 7 + [True]
     delivery.refresh_from_db()
     assert [h["status"] for h in delivery.status_history] == ["sending"]
+
+
+@pytest.mark.django_db
+def test_moving_many_rows_moves_only_those_in_a_named_source_and_records_why():
+    queued = make_delivery()
+    sent = Delivery.objects.create(notification=queued.notification, channel="sms", status=Status.SENT)
+    rows = Delivery.objects.filter(pk__in=[queued.pk, sent.pk])
+
+    moved = move_all(rows, DELIVERY_TRANSITIONS, Status.CANCELED, sources={Status.QUEUED}, reason="canceled")
+
+    assert moved == 1
+    queued.refresh_from_db()
+    assert (queued.status, queued.status_history[-1]["reason"]) == ("canceled", "canceled")
+    assert Delivery.objects.get(pk=sent.pk).status == Status.SENT
+    with pytest.raises(IllegalTransition):
+        move_all(rows, DELIVERY_TRANSITIONS, Status.CANCELED, sources={Status.SENT})
