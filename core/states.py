@@ -1,6 +1,6 @@
 """The status vocabulary and the transition engine; each app keeps its own table of moves.
 
-pending → queued → routing → sending → sent → delivered → read, with failed and bounced;
+pending → routing → sending → sent → delivered → read, with failed, bounced and canceled;
 a retry moves a delivery failed → queued. A transition is one conditional UPDATE: the row
 moves only if it is still in a state the move is allowed from, so two workers racing for
 the same row cannot both win, and every move is appended to the row's timestamped history.
