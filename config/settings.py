@@ -253,11 +253,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("HERALD_PREFETCH_MULTIPLIER", 1)
 # channels keep flowing. Each thread keeps its own database connection (DATABASE_POOL_MAX).
 CELERY_WORKER_POOL = env_str("HERALD_WORKER_POOL", "threads")
 CELERY_WORKER_CONCURRENCY = env_int("HERALD_WORKER_CONCURRENCY", 8)
-# A lane's chunk is sent by a pool of this many threads per worker process (delivery/chunks.py):
-# provider latency, not CPU, bounds a worker that waits on one call at a time.
-HERALD_SENDS_IN_FLIGHT = env_int("HERALD_SENDS_IN_FLIGHT", 16)
-HERALD_DELIVERY_CHUNK = env_int("HERALD_DELIVERY_CHUNK", HERALD_SENDS_IN_FLIGHT)
-HERALD_PROVIDER_MAX_IN_FLIGHT = env_int("HERALD_PROVIDER_MAX_IN_FLIGHT", max(1, HERALD_SENDS_IN_FLIGHT // 2))
+# A lane's chunk is sent by a pool of this many threads per worker process and kind of lane
+# (delivery/chunks.py): provider latency, not CPU, bounds a worker that waits on one call at a
+# time (at 100 ms a call, 10 sends/s a thread). The threads only wait on the network; the
+# chunk's database writes are made by the task's own thread (delivery/bulk_sending.py).
+HERALD_SENDS_IN_FLIGHT = env_int("HERALD_SENDS_IN_FLIGHT", 64)
+HERALD_DELIVERY_CHUNK = env_int("HERALD_DELIVERY_CHUNK", 200)
+# At most this many calls to one provider at once per process: a hanging provider keeps a
+# quarter of the sender threads free for the other channels.
+HERALD_PROVIDER_MAX_IN_FLIGHT = env_int("HERALD_PROVIDER_MAX_IN_FLIGHT", max(1, HERALD_SENDS_IN_FLIGHT * 3 // 4))
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -1,5 +1,6 @@
-"""A lane's deliveries, claimed a chunk at a time: one statement claims many rows, each then
-goes through the same attempt as ever (delivery/sending.py), fenced by the chunk's claim time.
+"""A lane's deliveries, claimed a chunk at a time: one statement claims many rows; their first
+attempts are made together (delivery/bulk_sending.py), everything else goes through the
+one-row attempt (delivery/sending.py); all of it fenced by the chunk's claim time.
 
 A lane is a channel and an urgency (`sms.urgent`, `email.bulk`): each has its own queue and
 workers, so a campaign's backlog never delays a password reset. A full chunk wakes the lane
@@ -21,9 +22,10 @@ from django.utils import timezone
 
 from core import wake
 from core.states import Status, move_all
+from delivery import bulk_sending
 from delivery.models import Delivery
 from delivery.publishing import lane_priorities, wake_deliveries
-from delivery.sending import attempt_claimed
+from delivery.sending import attempt_claimed, finish_attempt
 from delivery.states import DELIVERY_TRANSITIONS
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,35 @@ def senders(urgent: bool) -> ThreadPoolExecutor:
     return _senders[key]
 
 
+def attempt_chunk(delivery_ids: list, claimed_at, claimed: float, pool: ThreadPoolExecutor) -> None:
+    """Attempt a claimed chunk: first attempts together (delivery/bulk_sending.py), the rest one by one."""
+    if late(claimed):
+        give_back(delivery_ids, claimed_at)
+        return
+    deadline = claimed + settings.HERALD_ATTEMPT_BUDGET_SECONDS
+    together, one_by_one = bulk_sending.prepare(bulk_sending.load(delivery_ids, claimed_at))
+    futures = [pool.submit(attempt_in_time, delivery.pk, claimed_at, claimed) for delivery in one_by_one]
+    try:
+        unsent = bulk_sending.send_together(together, claimed_at, pool, deadline)
+    finally:
+        for future in futures:
+            future.result()  # a database error ends the task (and retries it); claimed rows wait for their lease
+    for future in [pool.submit(finish_in_thread, a.delivery, claimed_at, a.result, a.provider, deadline) for a in unsent]:
+        future.result()
+
+
+def late(claimed: float) -> bool:
+    """Whether an attempt starting now could outlast the claim's lease (see attempt_in_time)."""
+    return time.monotonic() - claimed > settings.HERALD_DELIVERY_LEASE_SECONDS - settings.HERALD_ATTEMPT_BUDGET_SECONDS
+
+
+def finish_in_thread(delivery, claimed_at, result, provider: str, deadline: float) -> None:
+    try:
+        finish_attempt(delivery, claimed_at, result, provider, deadline)
+    finally:
+        connection.close()
+
+
 def attempt_in_time(delivery_id, claimed_at, claimed: float) -> None:
     """Attempt one claimed delivery, unless it waited so long that the attempt could outlast its lease.
 
@@ -97,7 +128,7 @@ def attempt_in_time(delivery_id, claimed_at, claimed: float) -> None:
     abandoned, and both would send.
     """
     try:
-        if time.monotonic() - claimed > settings.HERALD_DELIVERY_LEASE_SECONDS - settings.HERALD_ATTEMPT_BUDGET_SECONDS:
+        if late(claimed):
             give_back([delivery_id], claimed_at)  # the next claim (ours or another worker's) takes it in time
             return
         attempt_claimed(delivery_id, claimed_at)
@@ -116,9 +147,8 @@ def deliver_lane(queue: str) -> int:
         claimed = time.monotonic()
         if len(ids) == settings.HERALD_DELIVERY_CHUNK:
             wake_deliveries(channel, priorities[0])  # more may wait: another thread takes the next chunk
-        pool = senders(urgent=queue.endswith(".urgent"))
-        for future in [pool.submit(attempt_in_time, delivery_id, claimed_at, claimed) for delivery_id in ids]:
-            future.result()  # a database error ends the task (and retries it); claimed rows wait for their lease
+        if ids:
+            attempt_chunk(ids, claimed_at, claimed, senders(urgent=queue.endswith(".urgent")))
         attempted += len(ids)
         if len(ids) < settings.HERALD_DELIVERY_CHUNK or time.monotonic() > deadline:
             return attempted

@@ -12,9 +12,18 @@ from templates_app.models import Template
 from templates_app.rendering import RenderError, render, select_variant
 
 
-def render_content(delivery: Delivery) -> dict:
+def render_content(delivery: Delivery, templates: dict | None = None) -> dict:
+    """The delivery's content, rendered from its template in the recipient's locale.
+
+    `templates` keeps each (name, channel)'s variants for a chunk of deliveries, so a campaign
+    reads its template once per chunk, not once per person.
+    """
     notification = delivery.notification
-    variants = list(Template.objects.filter(name=notification.template_name, channel=delivery.channel))
+    templates = {} if templates is None else templates
+    key = (notification.template_name, delivery.channel)
+    if key not in templates:
+        templates[key] = list(Template.objects.filter(name=notification.template_name, channel=delivery.channel))
+    variants = templates[key]
     template = select_variant(variants, delivery.channel, notification.recipient.locale)
     if template is None:
         raise RenderError(f"template {notification.template_name!r} has no {delivery.channel} variant")

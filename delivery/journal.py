@@ -61,7 +61,24 @@ def _write(delivery_id, field: str, value: dict) -> bool:
 
 def record_attempt(delivery_id, claim: datetime, attempt_id: int, result: SendResult) -> bool:
     """Journal one provider call's answer; False if Redis could not take it."""
-    return _write(delivery_id, f"attempt:{attempt_id}", {"claim": claim.isoformat(), **_encode(result)})
+    return record_attempts([(delivery_id, claim, attempt_id, result)])
+
+
+def record_attempts(answers: list[tuple]) -> bool:
+    """Journal many calls' answers, (delivery_id, claim, attempt_id, result) each, in one round trip."""
+    if not answers:
+        return True
+    try:
+        pipe = redis_client.shared().pipeline(transaction=True)
+        for delivery_id, claim, attempt_id, result in answers:
+            pipe.hset(_key(delivery_id), f"attempt:{attempt_id}", json.dumps({"claim": claim.isoformat(), **_encode(result)}))
+            pipe.expire(_key(delivery_id), KEEP_SECONDS)
+        pipe.sadd(INDEX, *[str(delivery_id) for delivery_id, *_ in answers])
+        pipe.execute()
+    except RedisError as exc:
+        log.warning("outcome journal unavailable (%s); recording %d answers straight to the database", exc, len(answers))
+        return False
+    return True
 
 
 def record_final(delivery_id, claim: datetime, result: SendResult, provider_name: str) -> bool:
@@ -88,10 +105,16 @@ def entries(delivery_id) -> dict | None:
 
 
 def forget(delivery_id) -> None:
+    forget_all([delivery_id])
+
+
+def forget_all(delivery_ids: list) -> None:
+    if not delivery_ids:
+        return
     try:
         pipe = redis_client.shared().pipeline(transaction=True)
-        pipe.delete(_key(delivery_id))
-        pipe.srem(INDEX, str(delivery_id))
+        pipe.delete(*[_key(delivery_id) for delivery_id in delivery_ids])
+        pipe.srem(INDEX, *[str(delivery_id) for delivery_id in delivery_ids])
         pipe.execute()
     except RedisError:
         pass  # applying an entry twice is harmless: every write it makes is fenced

@@ -58,7 +58,17 @@ def record_event(
 
 def has_early_events(delivery_id) -> bool:
     """Whether any receipt arrived for this delivery (checked right after the worker records the send)."""
-    return bool(redis_client.shared().exists(f"herald:receipts:{delivery_id}"))
+    return bool(with_early_events([delivery_id]))
+
+
+def with_early_events(delivery_ids: list) -> set:
+    """Those of `delivery_ids` that receipts arrived for (checked right after the sends are recorded)."""
+    if not delivery_ids:
+        return set()
+    pipe = redis_client.shared().pipeline(transaction=False)
+    for delivery_id in delivery_ids:
+        pipe.exists(f"herald:receipts:{delivery_id}")
+    return {delivery_id for delivery_id, found in zip(delivery_ids, pipe.execute(), strict=True) if found}
 
 
 def apply(stored: DeliveryEvent, effect: ReceiptEffect) -> bool:

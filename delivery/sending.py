@@ -77,16 +77,40 @@ def make_attempt(delivery: Delivery, claim_at: datetime) -> tuple[SendResult, st
             SendResult.retry(ErrorCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"), "")
         if result.outcome != Outcome.SENT:
             record_unsent_attempt(delivery, claim_at, result)
-    if result.outcome == Outcome.UNKNOWN:
-        unknown = DeliveryAttempt.objects.filter(
-            delivery=delivery, number=delivery.attempts, outcome=DeliveryAttempt.Outcome.UNKNOWN, finished_at__isnull=True,
-        ).order_by("-pk").first()
-        if unknown is not None:
-            result = settle_unknown(delivery, result, unknown.provider, unknown.started_at)
-            DeliveryAttempt.objects.filter(pk=unknown.pk).update(finished_at=timezone.now())
-        else:
-            result = settle_unknown(delivery, result, "", claim_at)
-    return result, provider_name
+    return settle_if_unknown(delivery, result, claim_at), provider_name
+
+
+def settle_if_unknown(delivery: Delivery, result: SendResult, claim_at: datetime) -> SendResult:
+    """The result to act on: `result`, unless its outcome is unknown and the policy settles it."""
+    if result.outcome != Outcome.UNKNOWN:
+        return result
+    unknown = DeliveryAttempt.objects.filter(
+        delivery=delivery, number=delivery.attempts, outcome=DeliveryAttempt.Outcome.UNKNOWN, finished_at__isnull=True,
+    ).order_by("-pk").first()
+    if unknown is None:
+        return settle_unknown(delivery, result, "", claim_at)
+    result = settle_unknown(delivery, result, unknown.provider, unknown.started_at)
+    DeliveryAttempt.objects.filter(pk=unknown.pk).update(finished_at=timezone.now())
+    return result
+
+
+def finish_attempt(delivery: Delivery, claim_at: datetime, result: SendResult, provider_name: str, deadline: float) -> None:
+    """Carry on an attempt whose first call was made with its chunk (delivery/bulk_sending.py) and did
+    not send: the channel's next providers, settling an unknown outcome, and recording the result."""
+    names = provider_names(delivery.channel)
+    if (provider_name in names[:-1] and result.provider_fault
+            and result.outcome not in (Outcome.SENT, Outcome.INVALID_RECIPIENT, Outcome.UNKNOWN)
+            and deadline - time.monotonic() >= settings.HERALD_PROVIDER_TIMEOUT):
+        log.warning("delivery %s: %s failed (%s), trying the next provider", delivery.pk, provider_name, result.error_code)
+        message = build_message(delivery, addresses(delivery))
+        next_result, used = send_with_failover(delivery, message, names[names.index(provider_name) + 1:], deadline, claim_at)
+        if used:
+            result, provider_name = next_result, used
+    result = settle_if_unknown(delivery, result, claim_at)
+    if provider_name:
+        journal.record_final(delivery.pk, claim_at, result, provider_name)
+    record_result(delivery, result, provider_name, claim_at=claim_at)
+    journal.forget(delivery.pk)
 
 
 def journaled_sent(delivery_id, claim_at: datetime) -> tuple[SendResult, str] | None:
@@ -280,12 +304,20 @@ in_flight = InFlightLimits()
 
 
 def call_provider(name: str, message: OutgoingMessage, deadline: float) -> SendResult:
-    if not rate_limit.acquire(name, max_wait=max(0.0, deadline - time.monotonic() - settings.HERALD_PROVIDER_TIMEOUT)):
-        return SendResult.retry(ErrorCode.RATE_LIMITED_LOCALLY, f"{name} is at its configured send rate")
+    return call_provider_with(name, [message], deadline)[0]
 
-    def send_once() -> SendResult:
+
+def call_provider_with(name: str, messages: list[OutgoingMessage], deadline: float) -> list[SendResult]:
+    """Call `name` once for `messages` (one message, or a batch its API takes in one request): a result each."""
+    count = len(messages)
+    if not rate_limit.acquire(name, max_wait=max(0.0, deadline - time.monotonic() - settings.HERALD_PROVIDER_TIMEOUT)):
+        return [SendResult.retry(ErrorCode.RATE_LIMITED_LOCALLY, f"{name} is at its configured send rate")] * count
+    provider = get_provider(name)
+    answers: list[SendResult] = []
+
+    def send_one(message: OutgoingMessage) -> SendResult:
         try:
-            result = get_provider(name).send(message)
+            result = provider.send(message)
         except (ValueError, TypeError) as exc:
             # The SDK refused what we handed it (a caller's value of the wrong type): this
             # message's problem, so it must not count against the provider's breaker.
@@ -298,11 +330,31 @@ def call_provider(name: str, message: OutgoingMessage, deadline: float) -> SendR
             return SendResult.retry(ErrorCode.MALFORMED_PROVIDER_RESULT, f"{name} returned {result!r}", provider_fault=True)
         return result
 
-    result = call_through_breaker(name, send_once)
-    if result is None:
-        return SendResult.retry(
+    def send_once() -> SendResult:
+        if count == 1:
+            answers[:] = [send_one(messages[0])]
+        else:
+            try:
+                answers[:] = provider.send_batch(messages)
+            except (ValueError, TypeError) as exc:  # one message the SDK refused: the others still go
+                log.warning("provider %s refused a batch (%s); sending its messages one by one", name, exc)
+                answers[:] = [send_one(message) for message in messages]
+            except Exception as exc:
+                log.exception("provider %s crashed on a batch", name)
+                answers[:] = [SendResult.retry(ErrorCode.PROVIDER_ERROR, f"{type(exc).__name__}: {exc}", provider_fault=True)] * count
+            if len(answers) != count or not all(isinstance(answer, SendResult) for answer in answers):
+                malformed = SendResult.retry(ErrorCode.MALFORMED_PROVIDER_RESULT, f"{name} answered a batch of {count} "
+                                             f"with {answers!r:.200}", provider_fault=True)
+                answers[:] = [malformed] * count
+        # The breaker counts the call, not its messages: a fault if the provider failed at all.
+        return next((answer for answer in answers if answer.provider_fault), answers[0])
+
+    call = call_through_breaker(name, send_once)
+    if call is None:
+        return [SendResult.retry(
             ErrorCode.CIRCUIT_OPEN, f"{name}'s circuit breaker is open after repeated failures",
             after=settings.HERALD_BREAKER_RESET_SECONDS, provider_fault=True,
-        )
-    rate_limit.observe(name, result)
-    return result
+        )] * count
+    for answer in {answer.error_code: answer for answer in answers}.values():
+        rate_limit.observe(name, answer)
+    return answers

@@ -8,5 +8,7 @@ from django.dispatch import Signal
 
 # A delivery changed state. `status`: where it moved if forward (sent, delivered, read), else None.
 delivery_moved = Signal()
+# Many deliveries were sent at once (a chunk): `notification_ids` of their notifications.
+deliveries_sent = Signal()
 # A channel cannot reach the person at all (dead address, every token gone): `delivery`, `reason`.
 delivery_cannot_reach = Signal()

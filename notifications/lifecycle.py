@@ -1,6 +1,6 @@
 """The notification's overall status, rolled up from its deliveries as they move."""
 
-from core.states import Status, transition
+from core.states import Status, move_all, transition
 from delivery.models import Delivery
 from notifications.models import Notification
 from notifications.states import NOTIFICATION_TRANSITIONS
@@ -43,3 +43,9 @@ def refresh_notification_status(notification_id, delivery_status: str | None = N
 
 def on_delivery_moved(sender, notification_id, status, **kwargs) -> None:
     refresh_notification_status(notification_id, status)
+
+
+def on_deliveries_sent(sender, notification_ids, **kwargs) -> None:
+    """A chunk's deliveries were sent: their notifications move forward to sent, in one statement."""
+    move_all(Notification.objects.filter(pk__in=notification_ids), NOTIFICATION_TRANSITIONS, Status.SENT,
+             sources={Status.SENDING})

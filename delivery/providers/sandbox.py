@@ -32,10 +32,25 @@ class SandboxProvider:
         fail_attempts = faults.get("fail_attempts")
         if fault and (not isinstance(fail_attempts, int) or message.attempt <= fail_attempts):
             return fault()
+        return self.record([message])[0]
+
+    max_batch = 1000
+
+    def batch_key(self, message: OutgoingMessage) -> str:
+        # A message asking for a fault or latency goes alone, so it slows or fails only itself.
+        return message.delivery_id if message.metadata.get("sandbox") else "plain"
+
+    def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+        if any(message.metadata.get("sandbox") for message in messages):
+            return [self.send(message) for message in messages]
+        return self.record(messages)
+
+    @staticmethod
+    def record(messages: list[OutgoingMessage]) -> list[SendResult]:
         # One record per delivery however often it is retried or redelivered.
         SandboxMessage.objects.bulk_create(
-            [SandboxMessage(delivery_id=message.delivery_id, channel=message.channel, to=message.to,
-                            content=message.content, headers=message.headers)],
+            [SandboxMessage(delivery_id=m.delivery_id, channel=m.channel, to=m.to, content=m.content, headers=m.headers)
+             for m in messages],
             ignore_conflicts=True,
         )
-        return SendResult.sent(f"sandbox-{message.delivery_id}")
+        return [SendResult.sent(f"sandbox-{m.delivery_id}") for m in messages]

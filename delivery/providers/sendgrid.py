@@ -1,24 +1,27 @@
 """Email through SendGrid's v3 Mail Send API (the official `sendgrid` SDK)."""
 
 import binascii
+import hashlib
 import http.client
 import json
 import logging
 import time
 import urllib.error
+from html import escape
 
 from django.conf import settings
 from django.http import HttpRequest
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.eventwebhook import EventWebhook
-from sendgrid.helpers.mail import Category, CustomArg, Header, Mail
+from sendgrid.helpers.mail import Category, CustomArg, Header, Mail, Personalization, Substitution, To
 
 from core import safe_json
 from core.errors import ApiError
 from core.states import Status
 from core.vocabulary import ErrorCode
 from delivery.providers.base import (
+    Outcome,
     OutgoingMessage,
     ReceiptEffect,
     ReceivedEvent,
@@ -55,6 +58,59 @@ class SendGridProvider:
             mail.category = Category(message.notification_type)
         for name, value in message.headers.items():
             mail.header = Header(name, value)
+        return self._post(mail)
+
+    # Mail Send takes up to 1,000 personalizations in one request: each has its own recipient,
+    # subject, headers and custom args; the body is shared, with per-person substitutions.
+    max_batch = 1000
+
+    def batch_key(self, message: OutgoingMessage) -> str:
+        """Messages with the same key can go out in one request: the same body once each person's
+        unsubscribe link is a substitution, and the same category."""
+        shared = {"body": message.content.get("body") or "", "html_body": message.content.get("html_body") or ""}
+        link = unsubscribe_link(message)
+        if link:
+            shared = {part: text.replace(link, UNSUBSCRIBE_TAG).replace(escape(link), UNSUBSCRIBE_TAG)
+                      for part, text in shared.items()}
+        canonical = json.dumps([shared, message.notification_type], sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
+        """Send messages that share a batch key in one request; one result per message, in order."""
+        if len(messages) == 1:
+            return [self.send(messages[0])]
+        first = messages[0]
+        link = unsubscribe_link(first)
+        content = {part: (first.content.get(part) or "") for part in ("body", "html_body")}
+        if link:
+            content = {part: text.replace(link, UNSUBSCRIBE_TAG).replace(escape(link), UNSUBSCRIBE_TAG)
+                       for part, text in content.items()}
+        mail = Mail(
+            from_email=settings.HERALD_EMAIL_FROM, subject=first.content.get("subject", ""),
+            plain_text_content=content["body"] or None, html_content=content["html_body"] or None,
+        )
+        for message in messages:
+            personalization = Personalization()
+            for address in message.to:
+                personalization.add_to(To(address))
+            personalization.subject = message.content.get("subject", "")
+            personalization.add_custom_arg(CustomArg("herald_delivery_id", message.delivery_id))
+            personalization.add_custom_arg(CustomArg("herald_notification_id", message.notification_id))
+            for name, value in message.headers.items():
+                personalization.add_header(Header(name, value))
+            if unsubscribe_link(message):
+                personalization.add_substitution(Substitution(UNSUBSCRIBE_TAG, unsubscribe_link(message)))
+            mail.add_personalization(personalization, index=len(mail.personalizations))
+        if first.notification_type:
+            mail.category = Category(first.notification_type)
+        result = self._post(mail)
+        if result.outcome in (Outcome.FAILED, Outcome.INVALID_RECIPIENT) and not result.provider_fault:
+            # SendGrid refused the request for one message's sake: each goes alone, so the
+            # others are sent and only the faulty one fails.
+            return [self.send(message) for message in messages]
+        return [result] * len(messages)
+
+    def _post(self, mail: Mail) -> SendResult:
         try:
             response = self.client.send(mail)
         except http_errors.HTTPError as exc:
@@ -118,6 +174,15 @@ class SendGridProvider:
             dead = "bounce" in reason.lower() or "invalid" in reason.lower()
             return ReceiptEffect(Status.FAILED, ("failed_at",), ErrorCode.DROPPED, reason[:2000], suppress=dead)
         return ReceiptEffect(None)  # processed, deferred, spamreport, unsubscribe: recorded for the timeline
+
+
+UNSUBSCRIBE_TAG = "-herald_unsubscribe_url-"
+
+
+def unsubscribe_link(message: OutgoingMessage) -> str:
+    """The person's one-click unsubscribe URL (from List-Unsubscribe), which the footer repeats."""
+    header = message.headers.get("List-Unsubscribe", "")
+    return header[1:-1] if header.startswith("<") and header.endswith(">") else ""
 
 
 def received_event(event: dict) -> ReceivedEvent:
