@@ -5,6 +5,8 @@ Each stage runs inline (no worker), so every statement is seen.
 
 import os
 import sys
+import time
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -13,9 +15,18 @@ from bench.harness import Stack  # noqa: E402
 CAMPAIGN = 1000
 
 
+class Inline(Executor):
+    """Runs what a chunk hands its sender threads in this thread, so that this connection sees every statement."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
 def main() -> None:
     with Stack(start_worker=False) as stack:
-        os.environ.update(stack.env, HERALD_SENDS_IN_FLIGHT="1")
+        os.environ.update(stack.env)
         import django
 
         django.setup()
@@ -25,8 +36,7 @@ def main() -> None:
 
         from campaigns import fanout
         from campaigns.models import Campaign
-        from delivery.chunks import claim_chunk
-        from delivery.sending import attempt_claimed
+        from delivery.chunks import attempt_chunk, claim_chunk
         from notifications import routing
         from notifications.accept import accept_notification
         from preferences.models import Recipient
@@ -51,11 +61,10 @@ def main() -> None:
                 pass
             lane = ["critical", "high"] if priority in ("critical", "high") else ["medium", "low"]
             while True:
-                ids, claimed_at = claim_chunk("email", lane, 100)
+                ids, claimed_at = claim_chunk("email", lane, 200)
                 if not ids:
                     return
-                for delivery_id in ids:
-                    attempt_claimed(delivery_id, claimed_at)
+                attempt_chunk(ids, claimed_at, time.monotonic(), Inline())
 
         accept_notification({"user_id": "p0", "type": "transaction", "template": "bench", "variables": {"name": "warm"},
                              "channels": ["email"]}, raw_payload={}, api_key=None, idempotency_key=None)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import requests
 from django.conf import settings
 from django.http import HttpRequest
+from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
@@ -54,6 +55,10 @@ class TwilioProvider:
             timeout=settings.HERALD_PROVIDER_TIMEOUT,
             request_hooks={"response": self._remember_response},
         )
+        # Keep as many connections as calls may be in flight here, so none is opened per message.
+        adapter = HTTPAdapter(pool_maxsize=settings.HERALD_PROVIDER_MAX_IN_FLIGHT)
+        http_client.session.mount("https://", adapter)
+        http_client.session.mount("http://", adapter)
         # environment={} stops TWILIO_EDGE / TWILIO_REGION from rewriting the API host.
         self.client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, environment={}, http_client=http_client)
         self.client.api.base_url = settings.TWILIO_API_HOST
