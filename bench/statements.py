@@ -6,6 +6,7 @@ Each stage runs inline (no worker), so every statement is seen.
 import os
 import sys
 import time
+from collections import Counter
 from concurrent.futures import Executor, Future
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def main() -> None:
             seen = []
 
             def count(execute, sql, params, many, context):
-                seen.append(1)
+                seen.append(sql)
                 return execute(sql, params, many, context)
 
             with connection.execute_wrapper(count):
@@ -83,7 +84,10 @@ def main() -> None:
             fanout.fan_out(campaign.pk)
             route_and_send("low")
         print(f"a {CAMPAIGN}-person campaign fanned out, routed and sent: {len(many)} SQL statements = "
-              f"{len(many) / CAMPAIGN:.1f} per notification (target <= 1)")
+              f"{len(many) / CAMPAIGN:.2f} per notification (target <= 1)")
+        if os.environ.get("HERALD_BENCH_SQL_DETAIL"):
+            for sql, times in Counter(" ".join(sql.split())[:110] for sql in many).most_common(12):
+                print(f"{times:6d}  {sql}")
 
 
 if __name__ == "__main__":

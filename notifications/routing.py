@@ -24,6 +24,7 @@ from notifications.models import Notification, Outbox
 from notifications.policy import choose_channels, fallback_order, unreachable_reason
 from notifications.states import NOTIFICATION_TRANSITIONS
 from preferences import policy as preference_policy
+from preferences import store as preference_store
 from preferences.models import Recipient
 from templates_app.models import Template
 
@@ -174,7 +175,8 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
         template_channels[name].add(channel)
     suppressed = suppressions({address for n in notifications for address in n.recipient.contact_addresses().values() if address})
     now = timezone.now()
-    planned = {n.pk: plan(n, template_channels[n.template_name], suppressed, now) for n in notifications}
+    with preference_store.read_ahead(n.recipient_id for n in notifications):
+        planned = {n.pk: plan(n, template_channels[n.template_name], suppressed, now) for n in notifications}
     # Deliveries, the decision record and the status move commit together: a crash leaves
     # the notifications in `routing`, to be taken over once their claim goes stale.
     with transaction.atomic():
