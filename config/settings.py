@@ -160,7 +160,7 @@ HERALD_CLIENT_IP_HEADER = env_str("HERALD_CLIENT_IP_HEADER")
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "core.cache.ReusingRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "herald",
         "OPTIONS": {"socket_timeout": HERALD_REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": HERALD_REDIS_TIMEOUT_SECONDS},

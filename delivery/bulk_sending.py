@@ -33,6 +33,7 @@ from delivery.models import Delivery, DeliveryAttempt
 from delivery.outcomes import expires_at
 from delivery.providers import Outcome, OutgoingMessage, SendResult, get_provider, provider_names
 from delivery.sending import call_provider_with, in_flight
+from preferences import store as preference_store
 from templates_app.rendering import RenderError
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,11 @@ def prepare(deliveries: list[Delivery]) -> tuple[list[tuple[Delivery, OutgoingMe
     Retries (an earlier attempt may need settling), expired rows, push (one call per device
     platform) and rows that fail to render or have no address take the one-row path.
     """
+    with preference_store.read_ahead():  # the category settings, read once for the chunk
+        return _prepare(deliveries)
+
+
+def _prepare(deliveries: list[Delivery]) -> tuple[list[tuple[Delivery, OutgoingMessage]], list[Delivery]]:
     together, one_by_one = [], []
     templates: dict = {}
     now = timezone.now()
@@ -202,22 +208,20 @@ def finish_attempt_rows(answered: list[Answered]) -> None:
     """Each call's answer on its attempt row, in one statement (see sending.send_with_failover)."""
     if not answered:
         return
-    values, params = [], []
-    for a in answered:
-        result = a.result
-        skipped = result.error_code in SKIPPED_CODES
-        values.append("(%s::bigint, %s::boolean, %s, %s, %s, %s)")
-        # An unknown outcome stays unfinished until it is settled (sending.settle_if_unknown).
-        params += [a.attempt_id, result.outcome != Outcome.UNKNOWN,
-                   DeliveryAttempt.Outcome.SKIPPED if skipped else result.outcome,
-                   result.provider_message_id[:255], result.error_code, result.error_message[:2000]]
+    columns = list(zip(*[
+        (a.attempt_id, a.result.outcome != Outcome.UNKNOWN,  # an unknown outcome stays unfinished until settled
+         DeliveryAttempt.Outcome.SKIPPED if a.result.error_code in SKIPPED_CODES else a.result.outcome,
+         a.result.provider_message_id[:255], a.result.error_code, a.result.error_message[:2000])
+        for a in answered
+    ], strict=True))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE delivery_deliveryattempt AS a SET finished_at = CASE WHEN v.finished THEN %s END, "
-            f"outcome = v.outcome, provider_message_id = v.message_id, error_code = v.code, error_message = v.message "
-            f"FROM (VALUES {', '.join(values)}) AS v(id, finished, outcome, message_id, code, message) "
-            f"WHERE a.id = v.id AND a.finished_at IS NULL",
-            [timezone.now(), *params],
+            "UPDATE delivery_deliveryattempt AS a SET finished_at = CASE WHEN v.finished THEN %s END, "
+            "outcome = v.outcome, provider_message_id = v.message_id, error_code = v.code, error_message = v.message "
+            "FROM unnest(%s::bigint[], %s::boolean[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+            "AS v(id, finished, outcome, message_id, code, message) "
+            "WHERE a.id = v.id AND a.finished_at IS NULL",
+            [timezone.now(), *[list(column) for column in columns]],
         )
 
 
@@ -227,19 +231,16 @@ def move_sent(sent: list[Answered], claimed_at: datetime) -> set:
         return set()
     now = timezone.now()
     entry = json.dumps([{"status": Status.SENT.value, "at": now.isoformat()}])
-    values, params = [], []
-    for a in sent:
-        values.append("(%s::uuid, %s, %s, %s::jsonb)")
-        params += [a.delivery.pk, a.provider, a.result.provider_message_id[:255], json.dumps(a.delivery.content)]
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE delivery_delivery AS d SET status = 'sent', status_changed_at = %s, sent_at = %s, "
-                f"provider = v.provider, provider_message_id = v.message_id, content = v.content, error_code = '', "
-                f"error_message = '', status_history = d.status_history || %s::jsonb "
-                f"FROM (VALUES {', '.join(values)}) AS v(id, provider, message_id, content) "
-                f"WHERE d.id = v.id AND d.status = 'sending' AND d.claimed_at = %s RETURNING d.id, d.notification_id",
-                [now, now, entry, *params, claimed_at],
+                "UPDATE delivery_delivery AS d SET status = 'sent', status_changed_at = %s, sent_at = %s, "
+                "provider = v.provider, provider_message_id = v.message_id, content = v.content::jsonb, error_code = '', "
+                "error_message = '', status_history = d.status_history || %s::jsonb "
+                "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[]) AS v(id, provider, message_id, content) "
+                "WHERE d.id = v.id AND d.status = 'sending' AND d.claimed_at = %s RETURNING d.id, d.notification_id",
+                [now, now, entry, [a.delivery.pk for a in sent], [a.provider for a in sent],
+                 [a.result.provider_message_id[:255] for a in sent], [json.dumps(a.delivery.content) for a in sent], claimed_at],
             )
             moved = dict(cursor.fetchall())
         if moved:

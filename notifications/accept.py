@@ -18,6 +18,7 @@ from django.db import IntegrityError, connection
 from django.utils import timezone
 from psycopg.errors import ForeignKeyViolation
 
+from core import bulk
 from core.errors import ApiError
 from core.states import Status, initial_history
 from notifications.auth import forget_api_key
@@ -185,13 +186,10 @@ def insert_many_with_outbox(notifications: list[Notification]) -> set:
     """
     if not notifications:
         return set()
-    fields = Notification._meta.concrete_fields
-    columns = ", ".join(f'"{field.column}"' for field in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [field.get_db_prep_save(field.pre_save(n, True), connection) for n in notifications for field in fields]
+    columns, select, params = bulk.unnest(Notification, notifications)
     grace = timezone.now() + timedelta(seconds=settings.HERALD_OUTBOX_GRACE_SECONDS)
     sql = (
-        f'WITH inserted AS (INSERT INTO "{Notification._meta.db_table}" ({columns}) VALUES {", ".join([row] * len(notifications))} '
+        f'WITH inserted AS (INSERT INTO "{Notification._meta.db_table}" ({columns}) {select} '
         f'ON CONFLICT DO NOTHING RETURNING "id", "scheduled_at") '
         f'INSERT INTO "{Outbox._meta.db_table}" ("notification_id", "available_at", "relay_count") '
         f'SELECT "id", coalesce("scheduled_at", %s), 0 FROM inserted RETURNING "notification_id"'

@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from core import wake
+from core import bulk, wake
 from core.queues import routing_queue
 from core.states import Status, move_all, transition
 from core.vocabulary import Channel
@@ -181,7 +181,7 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
     # the notifications in `routing`, to be taken over once their claim goes stale.
     with transaction.atomic():
         moved = move_routed({pk: (deliveries, skipped) for pk, (deliveries, skipped) in planned.items()}, claimed_at, now)
-        Delivery.objects.bulk_create([d for pk in moved for d in planned[pk][0]])
+        bulk.insert(Delivery, [d for pk in moved for d in planned[pk][0]])
         Outbox.objects.filter(notification_id__in=moved).delete()
         lanes = {(d.channel, d.priority) for pk in moved for d in planned[pk][0] if d.held_until is None}
         transaction.on_commit(lambda: [wake_deliveries(channel, priority) for channel, priority in lanes])
@@ -220,19 +220,21 @@ def move_routed(plans: dict, claimed_at: datetime, now: datetime) -> set:
     """Move each routed notification to sending (or failed, with nothing to send) in one statement; the ids moved."""
     if not plans:
         return set()
-    rows, params = [], []
+    ids, statuses, skips, entries = [], [], [], []
     for pk, (deliveries, skipped) in plans.items():
         target = Status.SENDING if deliveries else Status.FAILED
         entry = {"status": target.value, "at": now.isoformat(), **({} if deliveries else {"reason": "no_channel_to_send"})}
-        rows.append("(%s::uuid, %s, %s::jsonb, %s::jsonb)")
-        params += [pk, target.value, json.dumps(skipped), json.dumps([entry])]
+        ids.append(pk)
+        statuses.append(target.value)
+        skips.append(json.dumps(skipped))
+        entries.append(json.dumps([entry]))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE notifications_notification AS n SET status = v.status, status_changed_at = %s, "
-            f"skipped_channels = v.skipped, status_history = n.status_history || v.entry "
-            f"FROM (VALUES {', '.join(rows)}) AS v(id, status, skipped, entry) "
-            f"WHERE n.id = v.id AND n.status = 'routing' AND n.status_changed_at = %s RETURNING n.id",
-            [now, *params, claimed_at],
+            "UPDATE notifications_notification AS n SET status = v.status, status_changed_at = %s, "
+            "skipped_channels = v.skipped::jsonb, status_history = n.status_history || v.entry::jsonb "
+            "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[]) AS v(id, status, skipped, entry) "
+            "WHERE n.id = v.id AND n.status = 'routing' AND n.status_changed_at = %s RETURNING n.id",
+            [now, ids, statuses, skips, entries, claimed_at],
         )
         return {row[0] for row in cursor.fetchall()}
 

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 600
 CATEGORIES_KEY = "preferences:categories:v1"
+_read_ahead = threading.local()  # see read_ahead
 
 
 def choices_key(recipient_id: int) -> str:
@@ -35,6 +36,8 @@ class StaleVersion(Exception):
 
 def category_policies() -> dict[str, CategoryPolicy]:
     """Every category's settings, from the cache when possible."""
+    if getattr(_read_ahead, "policies", None) is not None:
+        return _read_ahead.policies
     policies = cache.get(CATEGORIES_KEY)
     if policies is None:
         policies = _load_policies()
@@ -49,12 +52,10 @@ def policy_for(category: str, policies: dict[str, CategoryPolicy]) -> CategoryPo
     return policy
 
 
-_read_ahead = threading.local()
-
-
 @contextmanager
-def read_ahead(recipient_ids) -> Iterator[None]:
-    """Within the block, these people's choices come from one cache round trip and one query.
+def read_ahead(recipient_ids=()) -> Iterator[None]:
+    """Within the block, the category settings and these people's choices come from one cache
+    round trip and at most one query.
 
     Routing a chunk of a campaign would otherwise read each person's choices on their own. What
     the database gave is used for this block only, never written to the cache: only a single
@@ -72,7 +73,7 @@ def read_ahead(recipient_ids) -> Iterator[None]:
     try:
         yield
     finally:
-        _read_ahead.choices = {}
+        _read_ahead.choices, _read_ahead.policies = {}, None
 
 
 def load(recipient_id: int, category: str) -> tuple[Choices, CategoryPolicy]:
