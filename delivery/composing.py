@@ -1,5 +1,6 @@
 """What a delivery sends, and to whom: rendered content, headers, addresses, device tokens."""
 
+import json
 from html import escape
 
 from django.conf import settings
@@ -15,8 +16,8 @@ from templates_app.rendering import RenderError, render, select_variant
 def render_content(delivery: Delivery, templates: dict | None = None) -> dict:
     """The delivery's content, rendered from its template in the recipient's locale.
 
-    `templates` keeps each (name, channel)'s variants for a chunk of deliveries, so a campaign
-    reads its template once per chunk, not once per person.
+    `templates` keeps each (name, channel)'s variants and each render for a chunk of deliveries,
+    so a campaign reads and renders its template once per chunk, not once per person.
     """
     notification = delivery.notification
     templates = {} if templates is None else templates
@@ -27,7 +28,11 @@ def render_content(delivery: Delivery, templates: dict | None = None) -> dict:
     template = select_variant(variants, delivery.channel, notification.recipient.locale)
     if template is None:
         raise RenderError(f"template {notification.template_name!r} has no {delivery.channel} variant")
-    content = render(template, notification.variables)
+    # A template sees only the variables, so a campaign's people (same variables) share one render.
+    rendered = ("rendered", template.pk, json.dumps(notification.variables, sort_keys=True))
+    if rendered not in templates:
+        templates[rendered] = render(template, notification.variables)
+    content = dict(templates[rendered])
     if unsubscribe.list_unsubscribe_headers(notification.recipient, notification.type) and delivery.channel == Channel.EMAIL:
         content = with_unsubscribe_footer(content, unsubscribe.unsubscribe_url(notification.recipient, notification.type), notification.type)
     return content

@@ -36,3 +36,21 @@ def test_sendgrid_events_say_what_they_do_to_the_delivery():
     assert effect({"event": "bounce", "type": "blocked"}).status is None
     assert effect({"event": "dropped", "reason": "Bounced Address"}).suppress is True
     assert effect({"event": "deferred"}).status is None
+
+
+def test_emails_share_a_batch_when_only_their_unsubscribe_link_differs():
+    from delivery.providers.base import OutgoingMessage
+
+    def email(person: str, body: str = "Hello", category: str = "social") -> OutgoingMessage:
+        link = f"https://herald.example/unsubscribe/{person}-token"
+        return OutgoingMessage(
+            delivery_id=person, channel="email", to=[f"{person}@example.com"], priority="low", attempt=1,
+            content={"subject": f"Hi {person}", "body": f"{body}\n\nTo stop: {link}", "html_body": f'<a href="{link}">stop</a>'},
+            notification_type=category, headers={"List-Unsubscribe": f"<{link}>"},
+        )
+
+    key = SendGridProvider.batch_key
+    assert key(None, email("ada")) == key(None, email("grace"))  # subjects and links are per person
+    assert key(None, email("ada")) != key(None, email("grace", body="Goodbye"))
+    assert key(None, email("ada")) != key(None, email("grace", category="marketing"))
+    assert sendgrid.unsubscribe_link(email("ada")) == "https://herald.example/unsubscribe/ada-token"
