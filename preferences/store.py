@@ -58,8 +58,7 @@ def read_ahead(recipient_ids=()) -> Iterator[None]:
     round trip and at most one query.
 
     Routing a chunk of a campaign would otherwise read each person's choices on their own. What
-    the database gave is used for this block only, never written to the cache: only a single
-    person's reader may `add` it, under the rule above.
+    the database gave goes into the cache with `add`, as a single person's reader would.
     """
     recipient_ids = set(recipient_ids)
     found = cache.get_many([CATEGORIES_KEY, *[choices_key(pk) for pk in recipient_ids]])
@@ -67,7 +66,10 @@ def read_ahead(recipient_ids=()) -> Iterator[None]:
     missing = recipient_ids - set(known)
     if missing:
         rows = {row.recipient_id: row for row in Preferences.objects.filter(recipient_id__in=missing)}
-        known.update({pk: Choices.from_row(rows[pk]) if pk in rows else Choices() for pk in missing})
+        loaded = {pk: Choices.from_row(rows[pk]) if pk in rows else Choices() for pk in missing}
+        for pk, choices in loaded.items():
+            cache.add(choices_key(pk), choices, CACHE_SECONDS)  # as a single reader would: never overwriting
+        known.update(loaded)
     _read_ahead.choices = known
     _read_ahead.policies = found.get(CATEGORIES_KEY) or _load_policies()
     try:

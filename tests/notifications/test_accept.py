@@ -287,7 +287,9 @@ def test_a_batch_repeating_an_idempotency_key_answers_with_the_original(api, rea
         notification_body(idempotency_key="batch-new"),
     ]).json()["results"]
 
-    assert results[0] == {"index": 0, "id": first, "status": "pending", "replayed": True}
+    # the original, as it stands now (a running worker may have started routing it)
+    assert {key: results[0][key] for key in ("index", "id", "replayed")} == {"index": 0, "id": first, "replayed": True}
+    assert results[0]["status"] in ("pending", "routing", "sending", "sent")
     assert results[1]["error"]["code"] == "idempotency_key_reused"
     assert results[2]["id"] == results[3]["id"] and results[3]["replayed"] is True
     assert Notification.objects.filter(idempotency_key="batch-new").count() == 1
