@@ -262,6 +262,11 @@ HERALD_DELIVERY_CHUNK = env_int("HERALD_DELIVERY_CHUNK", 200)
 # At most this many calls to one provider at once per process: a hanging provider keeps a
 # quarter of the sender threads free for the other channels.
 HERALD_PROVIDER_MAX_IN_FLIGHT = env_int("HERALD_PROVIDER_MAX_IN_FLIGHT", max(1, HERALD_SENDS_IN_FLIGHT * 3 // 4))
+# Email links go through Herald's signed redirect, which records the first click per delivery
+# (delivery/tracking.py); the open pixel is off unless asked for (mail clients' privacy features
+# make it unreliable, and some readers object to it).
+HERALD_TRACK_LINKS = env_bool("HERALD_TRACK_LINKS", True)
+HERALD_OPEN_PIXEL = env_bool("HERALD_OPEN_PIXEL", False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -300,6 +305,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.repair_lagging_notifications",
         "schedule": env_float("HERALD_REPAIR_INTERVAL", 10.0),
         "options": {"queue": "critical", "expires": 30},
+    },
+    # Each running experiment's results: the chart's points, the sequential test's running
+    # minimum, auto-promotion and the bandit's weights (experiments/results.py).
+    "review-experiments": {
+        "task": "experiments.tasks.review_experiments",
+        "schedule": env_float("HERALD_EXPERIMENT_REVIEW_INTERVAL", 3600.0),
+        "options": {"queue": "low", "expires": 600},
     },
     "resume-campaign-fan-outs": {
         "task": "campaigns.tasks.resume_fan_outs",
@@ -403,7 +415,7 @@ LOGGING = {
 }
 
 # --- In-app inbox (inbox/) ----------------------------------------------------------------
-INSTALLED_APPS += ["inbox", "campaigns"]
+INSTALLED_APPS += ["inbox", "campaigns", "experiments"]
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

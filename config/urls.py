@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health
+from delivery import views as delivery
 from notifications import views as notifications
 from templates_app import views as templates
 
@@ -18,13 +19,19 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
         name="docs",
     ),
+    path("l/<str:delivery_token>/<str:link_token>", delivery.tracked_link, name="tracked-link"),
+    path("o/<str:delivery_token>.gif", delivery.open_pixel, name="open-pixel"),
     path(api, include("preferences.urls")),
     path(api, include("delivery.urls")),
     path(api, include("campaigns.urls")),
+    path(api, include("experiments.urls")),
     path("", include("inbox.urls")),
     path(api + "users/<str:user_id>/notifications", notifications.RecipientNotifications.as_view()),
     path(api + "templates", templates.TemplateList.as_view()),
     path(api + "templates/<str:name>", templates.TemplateDetail.as_view()),
+    path(api + "templates/<str:name>/versions", templates.VersionList.as_view()),
+    path(api + "templates/<str:name>/versions/<int:number>", templates.VersionDetail.as_view()),
+    path(api + "templates/<str:name>/versions/<int:number>/publish", templates.VersionPublish.as_view()),
     path(api + "notifications", notifications.NotificationCreate.as_view()),
     path(api + "notifications/batch", notifications.NotificationBatch.as_view()),
     path(api + "notifications/<uuid:notification_id>", notifications.NotificationDetail.as_view()),

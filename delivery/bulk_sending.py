@@ -236,11 +236,14 @@ def move_sent(sent: list[Answered], claimed_at: datetime) -> set:
             cursor.execute(
                 "UPDATE delivery_delivery AS d SET status = 'sent', status_changed_at = %s, sent_at = %s, "
                 "provider = v.provider, provider_message_id = v.message_id, content = v.content::jsonb, error_code = '', "
-                "error_message = '', status_history = d.status_history || %s::jsonb "
-                "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[]) AS v(id, provider, message_id, content) "
+                "error_message = '', template_locale = v.locale, locale_fallback = v.fallback, "
+                "status_history = d.status_history || %s::jsonb "
+                "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+                "AS v(id, provider, message_id, content, locale, fallback) "
                 "WHERE d.id = v.id AND d.status = 'sending' AND d.claimed_at = %s RETURNING d.id, d.notification_id",
                 [now, now, entry, [a.delivery.pk for a in sent], [a.provider for a in sent],
-                 [a.result.provider_message_id[:255] for a in sent], [json.dumps(a.delivery.content) for a in sent], claimed_at],
+                 [a.result.provider_message_id[:255] for a in sent], [json.dumps(a.delivery.content) for a in sent],
+                 [a.delivery.template_locale for a in sent], [a.delivery.locale_fallback for a in sent], claimed_at],
             )
             moved = dict(cursor.fetchall())
         if moved:

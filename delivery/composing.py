@@ -6,36 +6,56 @@ from html import escape
 from django.conf import settings
 
 from core.vocabulary import Channel, ErrorCode
+from delivery import tracking
 from delivery.models import Delivery
 from delivery.providers import OutgoingMessage
 from preferences import unsubscribe
-from templates_app.models import Template
-from templates_app.rendering import RenderError, render, select_variant
+from templates_app.models import Template, TemplateVersion
+from templates_app.rendering import RenderError, render, select_variant, variant_field
 
 
 def render_content(delivery: Delivery, templates: dict | None = None) -> dict:
-    """The delivery's content, rendered from its template in the recipient's locale.
+    """The delivery's content, rendered from its template version in the recipient's locale.
 
-    `templates` keeps each (name, channel)'s variants and each render for a chunk of deliveries,
-    so a campaign reads and renders its template once per chunk, not once per person.
+    Sets `template_locale` and `locale_fallback` on the delivery (stored with its outcome).
+    `templates` keeps each template's variants and each render for a chunk of deliveries, so a
+    campaign reads and renders its template once per chunk, not once per person.
     """
     notification = delivery.notification
     templates = {} if templates is None else templates
-    key = (notification.template_name, delivery.channel)
+    key = (notification.template_name, delivery.template_version)
     if key not in templates:
-        templates[key] = list(Template.objects.filter(name=notification.template_name, channel=delivery.channel))
-    variants = templates[key]
-    template = select_variant(variants, delivery.channel, notification.recipient.locale)
+        templates[key] = template_variants(notification.template_name, delivery.template_version)
+    variants, default_locale = templates[key]
+    template, how = select_variant(variants, delivery.channel, notification.recipient.locale, default_locale)
     if template is None:
         raise RenderError(f"template {notification.template_name!r} has no {delivery.channel} variant")
-    # A template sees only the variables, so a campaign's people (same variables) share one render.
-    rendered = ("rendered", template.pk, json.dumps(notification.variables, sort_keys=True))
+    delivery.template_locale, delivery.locale_fallback = variant_field(template, "locale"), how
+    # A render depends only on these, so a campaign's people (same variables, locale, zone) share one.
+    recipient = notification.recipient
+    rendered = ("rendered", key, delivery.channel, delivery.template_locale, recipient.locale, recipient.timezone,
+                json.dumps(notification.variables, sort_keys=True))
     if rendered not in templates:
-        templates[rendered] = render(template, notification.variables)
-    content = dict(templates[rendered])
+        content = render(template, notification.variables, recipient.locale, recipient.timezone)
+        templates[rendered] = tracking.tracked(content) if delivery.channel == Channel.EMAIL and tracking.enabled() else content
+    content = tracking.for_delivery(templates[rendered], delivery.pk)
     if unsubscribe.list_unsubscribe_headers(notification.recipient, notification.type) and delivery.channel == Channel.EMAIL:
         content = with_unsubscribe_footer(content, unsubscribe.unsubscribe_url(notification.recipient, notification.type), notification.type)
     return content
+
+
+def template_variants(name: str, version: int | None) -> tuple[list, str]:
+    """The contents of `name` at `version` (the live variants when it has none), and its default locale."""
+    if version is not None:
+        found = TemplateVersion.objects.filter(template__name=name, number=version).values_list("contents", "default_locale").first()
+        if found:
+            return found[0], found[1]
+    return list(Template.objects.filter(name=name)), "en"
+
+
+def rendered_fields(delivery: Delivery) -> dict:
+    """What rendering decided, stored with the attempt's outcome so that retries send the same."""
+    return {"content": delivery.content, "template_locale": delivery.template_locale, "locale_fallback": delivery.locale_fallback}
 
 
 def email_headers(delivery: Delivery) -> dict[str, str]:
@@ -48,6 +68,9 @@ def email_headers(delivery: Delivery) -> dict[str, str]:
         "Message-ID": f"<herald-{delivery.pk}@{settings.HERALD_EMAIL_DOMAIN}>",
         **unsubscribe.list_unsubscribe_headers(delivery.notification.recipient, delivery.notification.type),
     }
+
+
+UNSUBSCRIBE_TAG = "-herald_unsubscribe_url-"
 
 
 def with_unsubscribe_footer(content: dict, url: str, category: str) -> dict:
@@ -72,7 +95,19 @@ def build_message(delivery: Delivery, to: list[str]) -> OutgoingMessage:
         notification_type=notification.type,
         metadata=notification.metadata,
         headers=email_headers(delivery),
+        personal=personal_values(delivery),
     )
+
+
+def personal_values(delivery: Delivery) -> dict[str, str]:
+    """What differs from person to person in an email's body, by the tag a shared body uses instead."""
+    if delivery.channel != Channel.EMAIL:
+        return {}
+    values = {tracking.DELIVERY_TAG: tracking.delivery_token(delivery.pk)}
+    notification = delivery.notification
+    if unsubscribe.list_unsubscribe_headers(notification.recipient, notification.type):
+        values[UNSUBSCRIBE_TAG] = unsubscribe.unsubscribe_url(notification.recipient, notification.type)
+    return values
 
 
 def addresses(delivery: Delivery) -> list[str]:

@@ -21,6 +21,13 @@ class Delivery(models.Model):
     provider = models.CharField(max_length=50, blank=True)
     provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
     content = models.JSONField(default=dict, blank=True, help_text="Rendered subject/title/body as sent.")
+    # The template version routing chose (null: a template that has no versions), rendered
+    # whatever is published later; the locale variant it rendered and how that was found.
+    template_version = models.PositiveIntegerField(null=True, blank=True)
+    template_locale = models.CharField(max_length=35, blank=True)
+    locale_fallback = models.CharField(max_length=10, blank=True, help_text="exact, language, default or any")
+    # The experiment arm this delivery was sent as ("" when none): see experiments/.
+    experiment_arm = models.CharField(max_length=50, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     # The next attempt may not start before this; a message arriving earlier is put back.
     available_at = models.DateTimeField(default=timezone.now)

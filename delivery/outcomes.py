@@ -18,7 +18,7 @@ from core.states import Status
 from core.vocabulary import WAITING_CODES, Channel, ErrorCode
 from delivery import receipts, signals
 from delivery.claims import move
-from delivery.composing import addresses
+from delivery.composing import addresses, rendered_fields
 from delivery.models import DeadLetter, Delivery, DeliveryAttempt, Suppression
 from delivery.providers import Outcome, SendResult
 from preferences.models import Device
@@ -52,7 +52,7 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
             sent = move(
                 delivery.pk, Status.SENT, claim=claim_at, sources={Status.SENDING},
                 provider=provider_name, provider_message_id=result.provider_message_id[:255],
-                sent_at=now, error_code="", error_message="", content=delivery.content,
+                sent_at=now, error_code="", error_message="", **rendered_fields(delivery),
             )
             if sent:
                 signals.delivery_moved.send(sender=Delivery, notification_id=delivery.notification_id, status=Status.SENT)
@@ -70,7 +70,7 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
         if waiting:
             move(delivery.pk, Status.QUEUED, claim=claim_at, sources={Status.SENDING}, reason=f"waiting:{result.error_code}",
                  provider=provider_name, error_code=result.error_code, error_message=result.error_message[:2000],
-                 content=delivery.content, attempts=F("attempts") - 1, **later)
+                 **rendered_fields(delivery), attempts=F("attempts") - 1, **later)
         else:
             with transaction.atomic():
                 if fail(delivery, result, provider_name, claim_at, now, reason="retrying"):
@@ -155,7 +155,7 @@ def fail(delivery: Delivery, result: SendResult, provider_name: str, claim_at: d
     return move(
         delivery.pk, Status.FAILED, claim=claim_at, sources={Status.SENDING},
         reason=reason or result.error_code, provider=provider_name, failed_at=now,
-        error_code=result.error_code, error_message=result.error_message[:2000], content=delivery.content,
+        error_code=result.error_code, error_message=result.error_message[:2000], **rendered_fields(delivery),
     )
 
 

@@ -1,4 +1,4 @@
-"""Provider receipt webhooks, app engagement events and the dead-letter API."""
+"""Provider receipt webhooks, Herald's tracked links and open pixel, and the dead-letter API."""
 
 import hashlib
 import logging
@@ -6,17 +6,21 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from redis.exceptions import RedisError
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import redis_client
-from core.errors import ApiError, payload_too_large
+from core.errors import ApiError, error_body, payload_too_large
 from core.openapi import error, results_of
-from delivery import receipts
+from delivery import receipts, tracking
 from delivery.models import DeadLetter, Delivery
 from delivery.outcomes import requeue_dead_letter
 from delivery.providers import receipts_reader
@@ -180,3 +184,37 @@ class DeadLetterRequeue(APIView):
             raise ApiError(409, "already_requeued", "This dead letter was already requeued or its delivery moved on.")
         letter.refresh_from_db()
         return Response(DeadLetterView(letter).data)
+
+
+# The smallest transparent GIF: what an open pixel answers.
+PIXEL_GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+
+
+def record_engagement(delivery_id: str, event: str, payload: dict) -> None:
+    """A click or open seen by Herald's own tracking: recorded once per delivery (the first one)."""
+    delivery = Delivery.objects.filter(pk=delivery_id).first()
+    if delivery is None:
+        return
+    try:
+        receipts.record_event(
+            source="herald", event=event, event_key=f"{event}:{delivery_id}", delivery=delivery, provider_message_id="",
+            occurred_at=timezone.now(), payload=payload, effect=receipts.engagement_effect(event),
+        )
+    except (DatabaseError, RedisError):  # the person still gets where they were going
+        log.exception("delivery %s: could not record a tracked %s", delivery_id, event)
+
+
+def tracked_link(request, delivery_token: str, link_token: str):
+    """A tracked link: count the click, then send the person on to the URL the email had."""
+    delivery_id, url = tracking.read_delivery(delivery_token), tracking.read_link(link_token)
+    if delivery_id is None or url is None:
+        return JsonResponse(error_body("not_found", "This link is not one Herald sent."), status=404)
+    record_engagement(delivery_id, "clicked", {"url": url})
+    return HttpResponseRedirect(url)
+
+
+def open_pixel(request, delivery_token: str):
+    delivery_id = tracking.read_delivery(delivery_token)
+    if delivery_id is not None:
+        record_engagement(delivery_id, "opened", {})
+    return HttpResponse(PIXEL_GIF, content_type="image/gif", headers={"Cache-Control": "no-store, private"})

@@ -20,6 +20,8 @@ class Notification(models.Model):
     idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
     request_hash = models.CharField(max_length=64, blank=True)
     scheduled_at = models.DateTimeField(null=True, blank=True)
+    # When the caller reported that the person did what the notification asked (once).
+    converted_at = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     api_key = models.ForeignKey("notifications.ApiKey", null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

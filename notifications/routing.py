@@ -20,13 +20,14 @@ from core.vocabulary import Channel
 from delivery.claims import cancel_unsent
 from delivery.models import Delivery, Suppression
 from delivery.publishing import wake_deliveries
+from experiments import assignment as experiment_arms
 from notifications.models import Notification, Outbox
 from notifications.policy import choose_channels, fallback_order, unreachable_reason
 from notifications.states import NOTIFICATION_TRANSITIONS
 from preferences import policy as preference_policy
 from preferences import store as preference_store
 from preferences.models import Recipient
-from templates_app.models import Template
+from templates_app.models import MessageTemplate, Template
 
 log = logging.getLogger(__name__)
 
@@ -170,26 +171,40 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
         .select_related("recipient")
         .annotate(active_devices=Count("recipient__devices", filter=Q(recipient__devices__is_active=True)))
     )
+    names = {n.template_name for n in notifications}
     template_channels: dict[str, set[str]] = defaultdict(set)
-    for name, channel in Template.objects.filter(name__in={n.template_name for n in notifications}).values_list("name", "channel"):
+    for name, channel in Template.objects.filter(name__in=names).values_list("name", "channel"):
         template_channels[name].add(channel)
+    versions = dict(MessageTemplate.objects.filter(name__in=names).values_list("name", "current_version"))
     suppressed = suppressions({address for n in notifications for address in n.recipient.contact_addresses().values() if address})
     now = timezone.now()
+    arms = experiment_arms.arms_for([(n.recipient_id, n.recipient.external_id, n.template_name) for n in notifications])
+    exposures: dict = defaultdict(list)
     with preference_store.read_ahead(n.recipient_id for n in notifications):
-        planned = {n.pk: plan(n, template_channels[n.template_name], suppressed, now) for n in notifications}
+        planned = {n.pk: plan(n, template_channels[n.template_name], suppressed, now, versions.get(n.template_name),
+                              arms, exposures[n.pk])
+                   for n in notifications}
     # Deliveries, the decision record and the status move commit together: a crash leaves
     # the notifications in `routing`, to be taken over once their claim goes stale.
     with transaction.atomic():
         moved = move_routed({pk: (deliveries, skipped) for pk, (deliveries, skipped) in planned.items()}, claimed_at, now)
         bulk.insert(Delivery, [d for pk in moved for d in planned[pk][0]])
+        experiment_arms.record_exposures([exposure for pk in moved for exposure in exposures[pk]])
         Outbox.objects.filter(notification_id__in=moved).delete()
         lanes = {(d.channel, d.priority) for pk in moved for d in planned[pk][0] if d.held_until is None}
         transaction.on_commit(lambda: [wake_deliveries(channel, priority) for channel, priority in lanes])
     return moved
 
 
-def plan(notification: Notification, template_channels: set[str], suppressed: dict, now: datetime) -> tuple[list, list]:
-    """The notification's deliveries to create and the channels skipped (with reasons): the routing decision."""
+def plan(notification: Notification, template_channels: set[str], suppressed: dict, now: datetime,
+         version: int | None = None, arms: dict | None = None, exposures: list | None = None) -> tuple[list, list]:
+    """The notification's deliveries to create and the channels skipped (with reasons): the routing decision.
+
+    Each delivery is pinned to the template's current `version`, or to the version of the
+    person's arm where an experiment runs on that channel (`arms`; each such notification is
+    appended to `exposures`): a version published while it waits does not change what it
+    sends. A person in a holdout is sent nothing on that channel, unless the category is required.
+    """
     recipient = notification.recipient
     candidates = notification.requested_channels or preference_policy.candidate_channels(recipient, notification.type)
     unreachable = unreachable_channels(recipient, notification.active_devices, suppressed)
@@ -203,15 +218,22 @@ def plan(notification: Notification, template_channels: set[str], suppressed: di
         if decision.action == preference_policy.SUPPRESS:
             skipped.append({"channel": decision.channel, "reason": decision.reason})
             continue
+        choice = (arms or {}).get((recipient.pk, notification.template_name, decision.channel))
+        if choice is not None and exposures is not None:
+            exposures.append((choice, notification.pk, recipient.pk))
+        if choice is not None and choice.holdout and not preference_store.is_required(notification.type):
+            skipped.append({"channel": decision.channel, "reason": "experiment_holdout", "experiment": choice.experiment.pk})
+            continue
         held = decision.action == preference_policy.HOLD
         if held:
             skipped.append({"channel": decision.channel, "reason": decision.reason, "until": decision.hold_until.isoformat()})
+        arm = choice if choice is not None and not choice.holdout else None
         deliveries.append(Delivery(
             notification=notification, channel=decision.channel, priority=notification.priority,
             status=Status.QUEUED, status_changed_at=now,
             status_history=[{"status": Status.QUEUED, "at": now.isoformat(), **({"reason": decision.reason} if held else {})}],
             available_at=decision.hold_until if held else now, held_until=decision.hold_until if held else None,
-            created_at=now,
+            created_at=now, template_version=arm.version if arm else version, experiment_arm=arm.arm if arm else "",
         ))
     return deliveries, skipped
 
@@ -222,8 +244,10 @@ def move_routed(plans: dict, claimed_at: datetime, now: datetime) -> set:
         return set()
     ids, statuses, skips, entries = [], [], [], []
     for pk, (deliveries, skipped) in plans.items():
-        target = Status.SENDING if deliveries else Status.FAILED
-        entry = {"status": target.value, "at": now.isoformat(), **({} if deliveries else {"reason": "no_channel_to_send"})}
+        held_out = not deliveries and skipped and all(s["reason"] == "experiment_holdout" for s in skipped)
+        target = Status.SENDING if deliveries else Status.CANCELED if held_out else Status.FAILED
+        reason = "experiment_holdout" if held_out else "no_channel_to_send"
+        entry = {"status": target.value, "at": now.isoformat(), **({} if deliveries else {"reason": reason})}
         ids.append(pk)
         statuses.append(target.value)
         skips.append(json.dumps(skipped))
@@ -343,7 +367,7 @@ def fall_back(delivery: Delivery, reason: str) -> Delivery | None:
             held_until = decision.hold_until if decision.action == preference_policy.HOLD else None
             created = Delivery.objects.create(
                 notification=notification, channel=channel, priority=notification.priority,
-                fallback_from=delivery, created_at=now,
+                fallback_from=delivery, created_at=now, template_version=delivery.template_version,
                 status=Status.QUEUED, status_changed_at=now, available_at=held_until or now, held_until=held_until,
                 status_history=[{"status": Status.QUEUED, "at": now.isoformat(), "reason": f"fallback_from_{delivery.channel}:{reason}"}],
             )

@@ -64,6 +64,7 @@ class DeliveryView(serializers.ModelSerializer):
         fields = [
             "id", "channel", "status", "provider", "provider_message_id", "attempts",
             "queued_at", "sent_at", "delivered_at", "read_at", "failed_at", "next_attempt_at", "last_error",
+            "template_version", "template_locale", "locale_fallback", "experiment_arm", "clicked_at",
         ]
 
     def get_next_attempt_at(self, delivery) -> str | None:
@@ -87,7 +88,7 @@ class NotificationView(serializers.ModelSerializer):
         model = Notification
         fields = [
             "id", "user_id", "type", "priority", "template", "channels", "status", "created_at",
-            "scheduled_at", "metadata", "status_history", "skipped_channels", "deliveries",
+            "scheduled_at", "converted_at", "metadata", "status_history", "skipped_channels", "deliveries",
         ]
 
 

@@ -3,6 +3,7 @@ import json
 from django.conf import settings
 from django.db.models import F, Prefetch
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework import status as http
@@ -18,6 +19,7 @@ from core.states import Status
 from core.vocabulary import Channel
 from delivery import receipts
 from delivery.models import Delivery
+from experiments import assignment as experiment_arms
 from notifications import routing
 from notifications.accept import accept_many, accept_notification
 from notifications.models import Notification
@@ -200,7 +202,7 @@ class RecipientNotifications(APIView):
 
 
 class EngagementRequest(StrictSerializer):
-    event = choice([("opened", "opened"), ("clicked", "clicked")], "event")
+    event = choice([("opened", "opened"), ("clicked", "clicked"), ("converted", "converted")], "event")
     channel = choice(Channel.choices, "channel", required=False)
     event_id = serializers.CharField(max_length=200, required=False)
     occurred_at = serializers.DateTimeField(required=False)
@@ -213,18 +215,26 @@ class NotificationEvents(APIView):
         request=EngagementRequest,
         responses={
             202: inline_serializer("EngagementRecorded", {
-                "delivery": serializers.UUIDField(), "channel": serializers.ChoiceField(Channel.choices),
+                "delivery": serializers.UUIDField(allow_null=True), "channel": serializers.ChoiceField(Channel.choices, allow_null=True),
                 "status": serializers.ChoiceField(Status.choices), "new": serializers.BooleanField(),
             }),
             404: error("No such notification, or it has no delivery on that channel."),
         },
     )
     def post(self, request, notification_id):
-        """Report that the person opened or clicked a notification (push and in-app engagement)."""
+        """Report that the person opened or clicked a notification (push and in-app engagement), or
+        `converted`: did what it asked (bought, confirmed). Each is recorded once; a conversion
+        counts for the notification even where nothing was sent (an experiment's holdout)."""
         notification = get_object_or_404(Notification, pk=notification_id)
         serializer = EngagementRequest(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        if data["event"] == "converted":
+            at = data.get("occurred_at") or timezone.now()
+            new = bool(Notification.objects.filter(pk=notification.pk, converted_at__isnull=True).update(converted_at=at))
+            experiment_arms.record_conversion(notification.pk, at)
+            notification.refresh_from_db(fields=["status"])
+            return Response({"delivery": None, "channel": None, "status": notification.status, "new": new}, status=202)
         deliveries = Delivery.objects.filter(notification=notification)
         if data.get("channel"):
             deliveries = deliveries.filter(channel=data["channel"])

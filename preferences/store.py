@@ -78,6 +78,10 @@ def read_ahead(recipient_ids=()) -> Iterator[None]:
         _read_ahead.choices, _read_ahead.policies = {}, None
 
 
+def is_required(category: str) -> bool:
+    return policy_for(category, category_policies()).required
+
+
 def load(recipient_id: int, category: str) -> tuple[Choices, CategoryPolicy]:
     """The person's choices and the category's policy, in one cache round trip when both are cached."""
     if recipient_id in getattr(_read_ahead, "choices", {}):

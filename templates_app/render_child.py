@@ -28,6 +28,7 @@ def handle(request: dict, time_limit: float, max_chars: int) -> dict:
     checking = request.get("mode") == "check"
     field = ""
     signal.setitimer(signal.ITIMER_REAL, time_limit)
+    jinja_sandbox.for_reader(request.get("locale") or "en", request.get("timezone") or "UTC")
     try:
         rendered = {}
         for field, source in request["parts"]:

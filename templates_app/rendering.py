@@ -10,6 +10,7 @@ killed and replaced. The caller waits on a pipe, so other threads and the event 
 import json
 import os
 import queue
+import re
 import selectors
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+import css_inline
+import html2text
 from django.conf import settings
 
 from templates_app.jinja_sandbox import HTML_FIELDS
@@ -168,16 +171,53 @@ def _parts(fields: dict[str, str]) -> list[list[str]]:
     return [[field, source] for field, source in fields.items() if source]
 
 
-def render(template: Template, variables: dict) -> dict[str, str]:
-    """Render every non-empty part of `template` with `variables`; RenderError names what failed."""
-    parts = _parts({field: getattr(template, field) for field in TEXT_FIELDS + HTML_FIELDS})
+def render(template: Template | dict, variables: dict, locale: str = "en", timezone: str = "UTC") -> dict[str, str]:
+    """Render every non-empty part of `template` (a row or a version's content) with `variables`,
+    formatting dates, numbers and money for a reader in `locale` and `timezone`; RenderError
+    names what failed. An email's HTML gets its CSS inlined and, when no text part was written,
+    a text part made from it."""
+    parts = _parts({field: variant_field(template, field) or "" for field in TEXT_FIELDS + HTML_FIELDS})
     if not parts:
         return {}
-    answer = _pool.ask({"mode": "render", "parts": parts, "variables": variables})
+    answer = _pool.ask({"mode": "render", "parts": parts, "variables": variables, "locale": locale, "timezone": timezone})
     if "error" in answer:
         field = answer.get("field", "")
         raise RenderError(f"{template} {field}: {answer['error']}", field=field, bound=answer.get("bound", ""))
-    return answer["ok"]
+    rendered = answer["ok"]
+    if rendered.get("html_body"):
+        rendered["html_body"] = inline_css(rendered["html_body"])
+        if not rendered.get("body", "").strip():
+            rendered["body"] = text_of(rendered["html_body"])
+    return rendered
+
+
+# Many mail clients (Gmail's apps, Outlook) drop <style> blocks: styles must sit on each tag.
+# Remote stylesheets are never fetched: a template must not make the worker open URLs.
+_inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
+
+
+STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.IGNORECASE | re.DOTALL)
+
+
+def inline_css(html: str) -> str:
+    """`html` with its <style> rules moved onto the tags they match (a fragment stays a fragment)."""
+    if "<style" not in html.lower():
+        return html
+    try:
+        if "<html" in html.lower():
+            return _inliner.inline(html)
+        css = "\n".join(STYLE_BLOCK.findall(html))
+        return _inliner.inline_fragment(STYLE_BLOCK.sub("", html), css)
+    except ValueError:  # markup the inliner cannot read goes out as written
+        return html
+
+
+def text_of(html: str) -> str:
+    """A plain-text part for an email written only in HTML: links kept as text, no images."""
+    converter = html2text.HTML2Text()
+    converter.ignore_images = True
+    converter.body_width = 0
+    return converter.handle(html).strip()
 
 
 def template_problem(fields: dict[str, str]) -> tuple[str, str] | None:
@@ -198,18 +238,20 @@ def template_problem(fields: dict[str, str]) -> tuple[str, str] | None:
     return None
 
 
-def select_variant(variants: list, channel: str, locale: str, default_locale: str = "en"):
-    """Pick the variant for `channel` closest to `locale`: exact, then language, then default."""
-    candidates = [v for v in variants if _get(v, "channel") == channel]
+def select_variant(variants: list, channel: str, locale: str, default_locale: str = "en") -> tuple[object | None, str]:
+    """The variant for `channel` closest to `locale`, and how it was found: the exact locale,
+    its language (`pt-BR` → `pt`), the template's default locale, or any (the only ones there are)."""
+    candidates = [v for v in variants if variant_field(v, "channel") == channel]
     if not candidates:
-        return None
-    by_locale = {_get(v, "locale").lower(): v for v in candidates}
+        return None, ""
+    by_locale = {(variant_field(v, "locale") or "").lower(): v for v in candidates}
     language = locale.split("-")[0].lower()
-    for wanted in (locale.lower(), language, default_locale):
+    for wanted, how in ((locale.lower(), "exact"), (language, "language"), (default_locale.lower(), "default")):
         if wanted in by_locale:
-            return by_locale[wanted]
-    return candidates[0]
+            return by_locale[wanted], how
+    return sorted(candidates, key=lambda v: variant_field(v, "locale") or "")[0], "any"
 
 
-def _get(variant, key: str):
-    return variant[key] if isinstance(variant, dict) else getattr(variant, key)
+def variant_field(variant, key: str):
+    """A field of a variant: a `Template` row or a version's content (a dict)."""
+    return variant.get(key) if isinstance(variant, dict) else getattr(variant, key)

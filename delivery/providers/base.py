@@ -30,6 +30,9 @@ class OutgoingMessage:
     notification_type: str = ""
     metadata: dict = field(default_factory=dict)
     headers: dict = field(default_factory=dict)  # extra email headers, e.g. List-Unsubscribe
+    # Values that differ per person inside the content (their unsubscribe link, their tracking
+    # token), by the tag that stands for each: a provider sending one body to many substitutes them.
+    personal: dict = field(default_factory=dict)
 
 
 class Outcome(StrEnum):

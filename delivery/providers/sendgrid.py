@@ -65,14 +65,9 @@ class SendGridProvider:
     max_batch = 1000
 
     def batch_key(self, message: OutgoingMessage) -> str:
-        """Messages with the same key can go out in one request: the same body once each person's
-        unsubscribe link is a substitution, and the same category."""
-        shared = {"body": message.content.get("body") or "", "html_body": message.content.get("html_body") or ""}
-        link = unsubscribe_link(message)
-        if link:
-            shared = {part: text.replace(link, UNSUBSCRIBE_TAG).replace(escape(link), UNSUBSCRIBE_TAG)
-                      for part, text in shared.items()}
-        canonical = json.dumps([shared, message.notification_type], sort_keys=True)
+        """Messages with the same key can go out in one request: the same category, and the same
+        body once what is personal in it (their links) is a substitution."""
+        canonical = json.dumps([shared_body(message), message.notification_type], sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def send_batch(self, messages: list[OutgoingMessage]) -> list[SendResult]:
@@ -80,11 +75,7 @@ class SendGridProvider:
         if len(messages) == 1:
             return [self.send(messages[0])]
         first = messages[0]
-        link = unsubscribe_link(first)
-        content = {part: (first.content.get(part) or "") for part in ("body", "html_body")}
-        if link:
-            content = {part: text.replace(link, UNSUBSCRIBE_TAG).replace(escape(link), UNSUBSCRIBE_TAG)
-                       for part, text in content.items()}
+        content = shared_body(first)
         mail = Mail(
             from_email=settings.HERALD_EMAIL_FROM, subject=first.content.get("subject", ""),
             plain_text_content=content["body"] or None, html_content=content["html_body"] or None,
@@ -98,8 +89,8 @@ class SendGridProvider:
             personalization.add_custom_arg(CustomArg("herald_notification_id", message.notification_id))
             for name, value in message.headers.items():
                 personalization.add_header(Header(name, value))
-            if unsubscribe_link(message):
-                personalization.add_substitution(Substitution(UNSUBSCRIBE_TAG, unsubscribe_link(message)))
+            for tag, value in message.personal.items():
+                personalization.add_substitution(Substitution(tag, value))
             mail.add_personalization(personalization, index=len(mail.personalizations))
         if first.notification_type:
             mail.category = Category(first.notification_type)
@@ -176,13 +167,13 @@ class SendGridProvider:
         return ReceiptEffect(None)  # processed, deferred, spamreport, unsubscribe: recorded for the timeline
 
 
-UNSUBSCRIBE_TAG = "-herald_unsubscribe_url-"
-
-
-def unsubscribe_link(message: OutgoingMessage) -> str:
-    """The person's one-click unsubscribe URL (from List-Unsubscribe), which the footer repeats."""
-    header = message.headers.get("List-Unsubscribe", "")
-    return header[1:-1] if header.startswith("<") and header.endswith(">") else ""
+def shared_body(message: OutgoingMessage) -> dict[str, str]:
+    """The message's body and HTML with each personal value replaced by its tag."""
+    shared = {part: message.content.get(part) or "" for part in ("body", "html_body")}
+    for tag, value in message.personal.items():
+        if value:
+            shared = {part: text.replace(value, tag).replace(escape(value), tag) for part, text in shared.items()}
+    return shared
 
 
 def received_event(event: dict) -> ReceivedEvent:

@@ -4,8 +4,9 @@ from collections import Counter
 
 from django.conf import settings
 
+from delivery import tracking
+from delivery.composing import UNSUBSCRIBE_TAG
 from delivery.models import Delivery, DeliveryAttempt
-from delivery.providers.sendgrid import UNSUBSCRIBE_TAG
 from preferences.models import Device, Recipient
 from tests.factories import make_templates
 from tests.providers_stack import SG_PRIVATE_KEY, TWILIO_TOKEN
@@ -51,7 +52,8 @@ def test_a_campaigns_emails_go_out_in_one_request_each_person_with_their_own_lin
         assert personalization["subject"] == "Hi all"
         # each person's own unsubscribe link: in their List-Unsubscribe header and, by substitution, in the body
         link = personalization["headers"]["List-Unsubscribe"].strip("<>")
-        assert personalization["substitutions"] == {UNSUBSCRIBE_TAG: link}
+        assert personalization["substitutions"] == {UNSUBSCRIBE_TAG: link,
+                                                     tracking.DELIVERY_TAG: tracking.delivery_token(delivery.pk)}
         assert link in delivery.content["body"]
         assert personalization["headers"]["Message-ID"] == f"<herald-{delivery.pk}@{settings.HERALD_EMAIL_DOMAIN}>"
     assert len({p["headers"]["List-Unsubscribe"] for p in body["personalizations"]}) == PEOPLE

@@ -38,19 +38,21 @@ def test_sendgrid_events_say_what_they_do_to_the_delivery():
     assert effect({"event": "deferred"}).status is None
 
 
-def test_emails_share_a_batch_when_only_their_unsubscribe_link_differs():
+def test_emails_share_a_batch_when_only_their_personal_links_differ():
     from delivery.providers.base import OutgoingMessage
 
     def email(person: str, body: str = "Hello", category: str = "social") -> OutgoingMessage:
-        link = f"https://herald.example/unsubscribe/{person}-token"
+        link, token = f"https://herald.example/unsubscribe/{person}-token", f"{person}.signed"
         return OutgoingMessage(
             delivery_id=person, channel="email", to=[f"{person}@example.com"], priority="low", attempt=1,
-            content={"subject": f"Hi {person}", "body": f"{body}\n\nTo stop: {link}", "html_body": f'<a href="{link}">stop</a>'},
+            content={"subject": f"Hi {person}", "body": f"{body} https://herald.example/l/{token}/x\n\nTo stop: {link}",
+                     "html_body": f'<a href="{link}">stop</a>'},
             notification_type=category, headers={"List-Unsubscribe": f"<{link}>"},
+            personal={"-unsubscribe-": link, "-delivery-": token},
         )
 
     key = SendGridProvider.batch_key
     assert key(None, email("ada")) == key(None, email("grace"))  # subjects and links are per person
     assert key(None, email("ada")) != key(None, email("grace", body="Goodbye"))
     assert key(None, email("ada")) != key(None, email("grace", category="marketing"))
-    assert sendgrid.unsubscribe_link(email("ada")) == "https://herald.example/unsubscribe/ada-token"
+    assert sendgrid.shared_body(email("ada"))["body"] == "Hello https://herald.example/l/-delivery-/x\n\nTo stop: -unsubscribe-"

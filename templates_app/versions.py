@@ -1,0 +1,204 @@
+"""Template versions: drafts, publishing, rollback, and the legacy one-variant API mapped onto them.
+
+Publishing is the one place that changes what new sends render: it checks the version (every
+content compiles and renders the schema's sample), marks it published (immutable from then
+on), makes it current, and writes its contents into the `Template` rows that accepting and
+routing read. Rolling back is publishing an older version again.
+"""
+
+from django.db import transaction
+from django.utils import timezone
+
+from core.errors import ApiError
+from core.vocabulary import Channel
+from templates_app.models import MessageTemplate, Template, TemplateVersion
+from templates_app.rendering import HTML_FIELDS, TEXT_FIELDS, RenderError, render, template_problem
+from templates_app.variables import schema_error, variable_errors
+
+CONTENT_FIELDS = TEXT_FIELDS + HTML_FIELDS
+SAMPLE_OF_TYPE = {"string": "sample", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}, "null": None}
+
+
+def sample_variables(schema: dict):
+    """A value `schema` accepts, for checking a version before it is published.
+
+    Taken from the schema where it says (`examples`, `default`, `const`, `enum`), else built
+    from its types; a property-by-property walk, since a generator library would guess values
+    the template author never meant.
+    """
+    if not isinstance(schema, dict):
+        return None
+    for key in ("examples", "enum"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return schema[key][0]
+    for key in ("default", "const"):
+        if key in schema:
+            return schema[key]
+    kind = schema.get("type")
+    kind = kind[0] if isinstance(kind, list) and kind else kind
+    if kind == "object" or (kind is None and ("properties" in schema or "required" in schema)):
+        properties = schema.get("properties") or {}
+        sample = {name: sample_variables(sub) for name, sub in properties.items()}
+        return {**{name: "sample" for name in schema.get("required") or [] if isinstance(name, str)}, **sample}
+    if kind == "array":
+        item = sample_variables(schema.get("items") or {})
+        return [item] * max(1, int(schema.get("minItems") or 1))
+    return SAMPLE_OF_TYPE.get(kind, "sample")
+
+
+def content_problems(contents) -> list[tuple[str, str]]:
+    """(field, message) for contents that cannot be saved: shape, duplicates, syntax."""
+    if not isinstance(contents, list) or not contents:
+        return [("contents", "A version needs at least one channel × locale content.")]
+    problems, seen = [], set()
+    for index, content in enumerate(contents):
+        where = f"contents.{index}"
+        if not isinstance(content, dict):
+            problems.append((where, "Expected an object."))
+            continue
+        channel, locale = content.get("channel"), content.get("locale")
+        if channel not in Channel.values:
+            problems.append((f"{where}.channel", f"Unknown channel {channel!r}."))
+            continue
+        if (channel, locale) in seen:
+            problems.append((f"{where}.locale", f"A second {channel} content for {locale!r}."))
+        seen.add((channel, locale))
+        if channel == Channel.EMAIL and not content.get("subject"):
+            problems.append((f"{where}.subject", f"{channel}/{locale}: email contents need a subject."))
+        if not (content.get("body") or content.get("html_body")):
+            problems.append((f"{where}.body", f"{channel}/{locale}: a body is required."))
+        problem = template_problem({field: content.get(field) or "" for field in CONTENT_FIELDS})
+        if problem:
+            problems.append((f"{where}.{problem[0]}", f"{channel}/{locale} {problem[0]}: {problem[1]}"))
+    return problems
+
+
+def publish_problems(version: TemplateVersion) -> list[tuple[str, str]]:
+    """What stops `version` from being published: bad contents, a bad schema, or a content that
+    does not render the schema's sample (each naming channel, locale and field)."""
+    problem = schema_error(version.variables_schema or {})
+    if problem:
+        return [("variables_schema", f"Not a valid JSON Schema: {problem}")]
+    problems = content_problems(version.contents)
+    if problems:
+        return problems
+    if not version.variables_schema:
+        return []  # nothing says which variables exist: compiling is all that can be checked
+    sample = sample_variables(version.variables_schema)
+    if not isinstance(sample, dict) or variable_errors(version.variables_schema, sample):
+        return []  # no sample this schema accepts could be made up; give it `examples` to be checked
+    for index, content in enumerate(version.contents):
+        try:
+            render(content, sample)
+        except RenderError as exc:
+            field = exc.field or "body"
+            problems.append((f"contents.{index}.{field}", f"{content['channel']}/{content['locale']} {field} does not render "
+                                                          f"the schema's sample: {exc}"))
+    return problems
+
+
+def raise_problems(problems: list[tuple[str, str]]) -> None:
+    if problems:
+        field, message = problems[0]
+        more = f" (and {len(problems) - 1} more: {', '.join(f for f, _ in problems[1:4])})" if len(problems) > 1 else ""
+        raise ApiError(400, "invalid_template", message + more, field)
+
+
+def normalized(contents: list[dict]) -> list[dict]:
+    return [{"channel": c["channel"], "locale": c.get("locale") or "en",
+             **{field: c.get(field) or "" for field in CONTENT_FIELDS}} for c in contents]
+
+
+def create_draft(name: str, *, contents: list | None = None, copy_from: int | None = None, variables_schema=None,
+                 default_locale: str | None = None, note: str = "", description: str = "", category: str = "") -> TemplateVersion:
+    """A new draft of template `name` (created if new): its own contents, or a copy of version `copy_from`."""
+    with transaction.atomic():
+        template, created = MessageTemplate.objects.select_for_update().get_or_create(
+            name=name, defaults={"description": description, "category": category})
+        if created:
+            adopt_unversioned(template)
+        base = None
+        if copy_from is not None:
+            base = template.versions.filter(number=copy_from).first()
+            if base is None:
+                raise ApiError(404, "not_found", f"Template {name!r} has no version {copy_from}.", "copy_from")
+        elif template.current_version:
+            base = template.versions.get(number=template.current_version)
+        contents = normalized(contents) if contents is not None else (base.contents if base else None)
+        raise_problems(content_problems(contents))
+        number = (template.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+        return TemplateVersion.objects.create(
+            template=template, number=number, contents=contents, note=note,
+            variables_schema=variables_schema if variables_schema is not None else (base.variables_schema if base else {}),
+            default_locale=default_locale or (base.default_locale if base else "en"),
+        )
+
+
+def edit_draft(version: TemplateVersion, **changes) -> TemplateVersion:
+    if not version.is_draft:
+        raise ApiError(409, "version_published", f"Version {version.number} is published and cannot change; "
+                       "create a new draft from it.", "number")
+    if "contents" in changes:
+        changes["contents"] = normalized(changes["contents"])
+        raise_problems(content_problems(changes["contents"]))
+    for field, value in changes.items():
+        setattr(version, field, value)
+    version.save()
+    return version
+
+
+def publish(name: str, number: int) -> TemplateVersion:
+    """Make version `number` current (publishing it if it is a draft); new sends render it from now on."""
+    with transaction.atomic():
+        template = MessageTemplate.objects.select_for_update().filter(name=name).first()
+        version = template and template.versions.filter(number=number).first()
+        if version is None:
+            raise ApiError(404, "not_found", f"Template {name!r} has no version {number}.", "number")
+        raise_problems(publish_problems(version))
+        if version.is_draft:
+            version.published_at = timezone.now()
+            version.save(update_fields=["published_at"])
+        template.current_version = number
+        template.save(update_fields=["current_version"])
+        Template.objects.filter(name=name).delete()
+        Template.objects.bulk_create([
+            Template(name=name, variables_schema=version.variables_schema, **content) for content in version.contents
+        ])
+    return version
+
+
+def adopt_unversioned(template: MessageTemplate) -> None:
+    """Template rows made before versions existed (or by the one-variant API) become version 1."""
+    rows = list(Template.objects.filter(name=template.name))
+    if not rows:
+        return
+    TemplateVersion.objects.create(
+        template=template, number=1, published_at=timezone.now(), note="Adopted from the template's variants.",
+        contents=[{"channel": r.channel, "locale": r.locale, **{f: getattr(r, f) for f in CONTENT_FIELDS}} for r in rows],
+        variables_schema=rows[0].variables_schema, default_locale="en",
+    )
+    template.current_version = 1
+    template.save(update_fields=["current_version"])
+
+
+def add_variant(data: dict) -> Template:
+    """`POST /api/v1/templates` (one name, channel and locale): a new version with that content
+    added to the current one's, published at once. 409 if the variant exists already."""
+    content = {field: data.get(field, "") for field in CONTENT_FIELDS}
+    with transaction.atomic():
+        template, created = MessageTemplate.objects.select_for_update().get_or_create(name=data["name"])
+        if created:
+            adopt_unversioned(template)
+        if Template.objects.filter(name=data["name"], channel=data["channel"], locale=data["locale"]).exists():
+            raise ApiError(409, "template_exists", f"Template {data['name']!r} already has a {data['channel']} variant "
+                           f"for {data['locale']!r}.", "name")
+        current = template.versions.filter(number=template.current_version).first()
+        version = create_draft(
+            data["name"], contents=[*(current.contents if current else []),
+                                    {"channel": data["channel"], "locale": data["locale"], **content}],
+            variables_schema=data.get("variables_schema") or (current.variables_schema if current else {}),
+            default_locale=current.default_locale if current else data["locale"],
+            note=f"Added the {data['channel']} content for {data['locale']} (POST /api/v1/templates).",
+        )
+        publish(data["name"], version.number)
+    return Template.objects.get(name=data["name"], channel=data["channel"], locale=data["locale"])

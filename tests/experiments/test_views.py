@@ -1,0 +1,134 @@
+"""Experiments over the REST API, and what routing and results make of them (in-process, real PostgreSQL)."""
+
+import pytest
+
+from delivery.models import Delivery
+from experiments import results
+from experiments.models import Decision, Experiment, Exposure
+from notifications import routing
+from notifications.models import Notification
+from templates_app.models import MessageTemplate, Template
+from tests.factories import make_recipient
+
+SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "examples": ["Ada"]}}}
+
+
+def versions(api, name="promo", count=2, category="marketing"):
+    for n in range(1, count + 1):
+        created = api.post(f"/api/v1/templates/{name}/versions", {
+            "contents": [{"channel": "email", "subject": f"Offer {n}", "body": f"Version {n} for {{{{ name }}}}"},
+                         {"channel": "sms", "body": f"SMS {n}"}],
+            "variables_schema": SCHEMA, "category": category}, format="json")
+        assert created.status_code == 201, created.content
+        api.post(f"/api/v1/templates/{name}/versions/{n}/publish")
+
+
+def experiment(api, **overrides):
+    body = {"name": "subject test", "template": "promo", "channel": "email", "metric": "clicked",
+            "arms": [{"key": "A", "version": 1, "weight": 45}, {"key": "B", "version": 2, "weight": 45},
+                     {"key": "holdout", "version": None, "weight": 10}], **overrides}
+    return api.post("/api/v1/experiments", body, format="json")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("override", "status", "field"), [
+    ({"arms": [{"version": 1, "weight": 50}, {"version": 2, "weight": 40}]}, 400, "arms"),
+    ({"arms": [{"version": 1, "weight": 50}, {"version": 7, "weight": 50}]}, 400, "arms.1.version"),
+    ({"arms": [{"version": None, "weight": 50}, {"version": 1, "weight": 50}]}, 400, "arms.0.version"),
+    ({"template": "other"}, 400, "template"),
+    ({"channel": "push"}, 400, "arms.0.version"),
+    ({"metric": "liked"}, 400, "metric"),
+])
+def test_bad_experiments_are_refused_naming_the_field(api, override, status, field):
+    versions(api)
+    response = experiment(api, **override)
+
+    assert response.status_code == status, response.content
+    assert response.json()["error"]["field"] == field
+
+
+@pytest.mark.django_db
+def test_arms_of_another_template_and_a_holdout_on_a_required_category_are_refused(api):
+    versions(api)
+    versions(api, name="reset", count=1, category="security")
+
+    foreign = api.post("/api/v1/experiments", {"name": "x", "template": "reset", "channel": "email",
+                                               "arms": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}]}, format="json")
+    holdout = api.post("/api/v1/experiments", {"name": "x", "template": "reset", "channel": "email",
+                                               "arms": [{"version": 1, "weight": 90}, {"version": None, "weight": 10}]}, format="json")
+
+    assert (foreign.status_code, foreign.json()["error"]["field"]) == (400, "arms.1.version")
+    assert (holdout.status_code, holdout.json()["error"]["field"]) == (400, "arms")
+
+
+@pytest.mark.django_db
+def test_only_one_experiment_runs_on_a_template_and_channel(api):
+    versions(api)
+    first, second = experiment(api).json()["id"], experiment(api).json()["id"]
+
+    assert api.post(f"/api/v1/experiments/{first}/start").status_code == 200
+    refused = api.post(f"/api/v1/experiments/{second}/start")
+
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "experiment_running")
+    assert api.post(f"/api/v1/experiments/{first}/pause").json()["status"] == "paused"
+    assert api.post(f"/api/v1/experiments/{second}/start").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_routing_sends_each_person_their_arms_version_and_holds_the_holdout_back(api, broker):
+    versions(api)
+    experiment_id = experiment(api).json()["id"]
+    api.post(f"/api/v1/experiments/{experiment_id}/start")
+    people = [make_recipient(f"x{n}") for n in range(60)]
+    notifications = [Notification.objects.create(recipient=p, type="transaction", priority="high", template_name="promo",
+                                                 variables={"name": p.external_id}, status="queued", requested_channels=["email"])
+                     for p in people]
+
+    for notification in notifications:
+        routing.route(notification.pk)
+
+    exposures = {e.notification_id: e.arm for e in Exposure.objects.filter(experiment_id=experiment_id)}
+    assert len(exposures) == 60 and set(exposures.values()) == {"A", "B", "holdout"}
+    for notification in notifications:
+        notification.refresh_from_db()
+        arm = exposures[notification.pk]
+        delivery = Delivery.objects.filter(notification=notification).first()
+        if arm == "holdout":
+            assert delivery is None and notification.status == "canceled"
+            assert notification.skipped_channels == [{"channel": "email", "reason": "experiment_holdout", "experiment": experiment_id}]
+        else:
+            assert (delivery.experiment_arm, delivery.template_version) == (arm, {"A": 1, "B": 2}[arm])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_significant_winner_is_auto_promoted_with_an_audit_row(api, broker):
+    versions(api)
+    created = experiment(api, auto_promote=True, min_sample=100, arms=[{"key": "A", "version": 1, "weight": 50},
+                                                                        {"key": "B", "version": 2, "weight": 50}]).json()
+    api.post(f"/api/v1/experiments/{created['id']}/start")
+    exp = Experiment.objects.get(pk=created["id"])
+    # given 400 people a side were sent the email; B's were clicked far more often
+    for n in range(800):
+        person = make_recipient(f"y{n}")
+        arm = "A" if n % 2 else "B"
+        notification = Notification.objects.create(recipient=person, type="transaction", template_name="promo", status="sent")
+        Exposure.objects.create(experiment=exp, notification_id=notification.pk, recipient_id=person.pk, arm=arm,
+                                exposed_at="2026-11-27T00:00Z")
+        clicked = (n // 2 % 10) < (5 if arm == "B" else 1)  # B: half clicked; A: one in ten
+        Delivery.objects.create(notification=notification, channel="email", status="read" if clicked else "sent",
+                                sent_at="2026-11-27T00:00Z", read_at="2026-11-27T01:00Z" if clicked else None,
+                                clicked_at="2026-11-27T01:00Z" if clicked else None, experiment_arm=arm)
+
+    snapshot = results.review(exp)
+
+    assert snapshot.results["winner"] == "B"
+    exp.refresh_from_db()
+    assert (exp.status, exp.winner) == ("completed", "B")
+    assert MessageTemplate.objects.get(name="promo").current_version == 2
+    assert Template.objects.get(name="promo", channel="email").subject == "Offer 2"
+    decision = Decision.objects.get(experiment=exp, kind="promoted")
+    assert (decision.detail["arm"], decision.detail["version"], decision.actor) == ("B", 2, "auto-promotion")
+    detail = api.get(f"/api/v1/experiments/{exp.pk}").json()
+    arms = {a["key"]: a for a in detail["results"]["arms"]}
+    assert (arms["A"]["sent"], arms["A"]["clicked"], arms["B"]["clicked"]) == (400, 40, 200)
+    assert detail["results"]["sample_ratio"]["mismatch"] is False
