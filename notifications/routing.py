@@ -196,6 +196,10 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
     return moved
 
 
+# Set by admin's "send a test" (notifications/apps.py): the version to render instead of the current one.
+TEST_VERSION_KEY = "herald_template_version"
+
+
 def plan(notification: Notification, template_channels: set[str], suppressed: dict, now: datetime,
          version: int | None = None, arms: dict | None = None, exposures: list | None = None) -> tuple[list, list]:
     """The notification's deliveries to create and the channels skipped (with reasons): the routing decision.
@@ -206,6 +210,9 @@ def plan(notification: Notification, template_channels: set[str], suppressed: di
     sends. A person in a holdout is sent nothing on that channel, unless the category is required.
     """
     recipient = notification.recipient
+    tested = (notification.metadata or {}).get(TEST_VERSION_KEY)
+    if isinstance(tested, int) and not isinstance(tested, bool):
+        version, arms = tested, None  # ops' "send a test" of one version: no experiment applies
     candidates = notification.requested_channels or preference_policy.candidate_channels(recipient, notification.type)
     unreachable = unreachable_channels(recipient, notification.active_devices, suppressed)
     reachable, skipped = choose_channels(candidates, template_channels, unreachable)

@@ -1,26 +1,223 @@
+"""Templates for ops staff: versions with their history, a diff between any two, a preview of every
+channel × locale, publishing (with the checks of the API) and "send a test"."""
+
+import difflib
+import json
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from rest_framework.exceptions import ValidationError
 
-from templates_app.models import Template
-from templates_app.rendering import HTML_FIELDS, TEXT_FIELDS, template_problem
+from core import sms_text
+from core.errors import ApiError
+from templates_app import versions
+from templates_app.models import MessageTemplate, Template, TemplateVersion
+from templates_app.rendering import RenderError, render
+from templates_app.variables import variable_errors
 
-
-class TemplateForm(forms.ModelForm):
-    class Meta:
-        model = Template
-        fields = "__all__"
-
-    def clean(self):
-        cleaned = super().clean()
-        problem = template_problem({field: cleaned.get(field) or "" for field in TEXT_FIELDS + HTML_FIELDS})
-        if problem:
-            self.add_error(problem[0], problem[1])
-        return cleaned
+# What a lock screen shows before cutting (iOS and Android, typical): past this, people miss it.
+PUSH_LIMITS = {"title": 50, "body": 178}
+# Set by the notifications app (NotificationsConfig.ready): sends a test of a version to a person.
+send_test_hook = None
 
 
 @admin.register(Template)
 class TemplateAdmin(admin.ModelAdmin):
-    form = TemplateForm
+    """The contents of each template's current version (what is sent now); edit through versions."""
+
     list_display = ["name", "channel", "locale", "updated_at"]
     list_filter = ["channel", "locale"]
     search_fields = ["name", "subject", "title", "body"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class VersionInline(admin.TabularInline):
+    model = TemplateVersion
+    fields = ["version_link", "note", "created_at", "published_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="version")
+    def version_link(self, version):
+        current = " (current)" if version.template.current_version == version.number else ""
+        url = reverse("admin:templates_app_templateversion_change", args=[version.pk])
+        return format_html('<a href="{}">v{}{}</a>', url, version.number, current)
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "category", "current_version", "created_at"]
+    search_fields = ["name", "description"]
+    fields = ["name", "description", "category", "current_version"]
+    readonly_fields = ["current_version"]
+    inlines = [VersionInline]
+
+
+class VersionForm(forms.ModelForm):
+    contents = forms.JSONField(help_text='A list of {"channel", "locale", "subject", "title", "body", "html_body"}.')
+    variables_schema = forms.JSONField(required=False)
+
+    class Meta:
+        model = TemplateVersion
+        fields = ["template", "contents", "variables_schema", "default_locale", "note"]
+
+    def clean_contents(self):
+        contents = self.cleaned_data["contents"]
+        problems = versions.content_problems(contents)
+        if problems:
+            raise forms.ValidationError([f"{field}: {message}" for field, message in problems])
+        return versions.normalized(contents)
+
+
+@admin.register(TemplateVersion)
+class TemplateVersionAdmin(admin.ModelAdmin):
+    form = VersionForm
+    list_display = ["template", "number", "status", "note", "created_at", "published_at"]
+    list_filter = ["template"]
+    change_form_template = "admin/templates_app/version_change_form.html"
+
+    @admin.display(description="status")
+    def status(self, version):
+        if version.template.current_version == version.number:
+            return "current"
+        return "draft" if version.is_draft else "published"
+
+    def get_readonly_fields(self, request, obj=None):
+        # A published version never changes; a draft's template is fixed once it exists.
+        if obj is not None and not obj.is_draft:
+            return ["template", "number", "contents", "variables_schema", "default_locale", "note", "published_at"]
+        return ["template", "number"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.number = (obj.template.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+        super().save_model(request, obj, form, change)
+
+    def get_urls(self):
+        own = [
+            path("<int:pk>/preview/", self.admin_site.admin_view(self.preview), name="templates_app_templateversion_preview"),
+            path("<int:pk>/diff/", self.admin_site.admin_view(self.diff), name="templates_app_templateversion_diff"),
+            path("<int:pk>/publish/", self.admin_site.admin_view(self.publish), name="templates_app_templateversion_publish"),
+            path("<int:pk>/send-test/", self.admin_site.admin_view(self.send_test), name="templates_app_templateversion_send_test"),
+        ]
+        return own + super().get_urls()
+
+    def preview(self, request, pk):
+        """Every channel × locale rendered with sample variables (the schema's, or the ones typed in)."""
+        version = get_object_or_404(TemplateVersion.objects.select_related("template"), pk=pk)
+        asked = request.POST if request.method == "POST" else request.GET  # a form posts: variables may span lines
+        sample = versions.sample_variables(version.variables_schema) if version.variables_schema else {}
+        typed = asked.get("variables")
+        problems = []
+        if typed:
+            try:
+                sample = json.loads(typed)
+            except ValueError as exc:
+                problems.append(f"variables: not JSON ({exc})")
+        if isinstance(sample, dict) and version.variables_schema:
+            problems += [f"{field}: {message}" for field, message in variable_errors(version.variables_schema, sample)]
+        locale, timezone = asked.get("locale") or version.default_locale, asked.get("timezone") or "UTC"
+        only = asked.get("only_locale")
+        shown = [c for c in version.contents if not only or c["locale"] == only]
+        previews = [preview_of(content, sample if isinstance(sample, dict) else {}, locale, timezone) for content in shown]
+        context = {**self.admin_site.each_context(request), "title": f"Preview of {version}", "version": version,
+                   "previews": previews, "variables": json.dumps(sample, indent=2), "problems": problems,
+                   "locale": locale, "timezone": timezone, "opts": self.model._meta,
+                   "locales": sorted({c["locale"] for c in version.contents}), "only_locale": only}
+        return TemplateResponse(request, "admin/templates_app/version_preview.html", context)
+
+    def diff(self, request, pk):
+        version = get_object_or_404(TemplateVersion.objects.select_related("template"), pk=pk)
+        others = version.template.versions.exclude(pk=pk)
+        other = others.filter(number=request.GET.get("against")).first() if request.GET.get("against") else others.first()
+        tables = diff_tables(other, version) if other else []
+        context = {**self.admin_site.each_context(request), "title": f"Changes in {version}", "version": version,
+                   "other": other, "others": others, "tables": tables, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/templates_app/version_diff.html", context)
+
+    def publish(self, request, pk):
+        if request.method != "POST":
+            raise PermissionDenied
+        version = get_object_or_404(TemplateVersion.objects.select_related("template"), pk=pk)
+        if not self.has_change_permission(request, version):
+            raise PermissionDenied
+        try:
+            versions.publish(version.template.name, version.number)
+        except ApiError as exc:
+            messages.error(request, f"Not published: {exc.detail} ({exc.field})")
+        else:
+            messages.success(request, f"{version.template.name} v{version.number} is current: new sends render it.")
+        return redirect("admin:templates_app_templateversion_change", pk)
+
+    def send_test(self, request, pk):
+        if request.method != "POST":
+            raise PermissionDenied
+        version = get_object_or_404(TemplateVersion.objects.select_related("template"), pk=pk)
+        try:
+            variables = json.loads(request.POST.get("variables") or "null")
+        except ValueError:
+            variables = None
+        if not isinstance(variables, dict):
+            variables = versions.sample_variables(version.variables_schema) if version.variables_schema else {}
+        try:
+            notification_id = send_test_hook(version, request.POST.get("user_id", ""), variables)
+        except (ApiError, ValidationError) as exc:
+            messages.error(request, f"Test not sent: {getattr(exc, 'detail', exc)}")
+        else:
+            messages.success(request, f"Test sent to {request.POST.get('user_id')}: notification {notification_id}.")
+        return redirect("admin:templates_app_templateversion_change", pk)
+
+
+def preview_of(content: dict, variables: dict, locale: str, timezone: str) -> dict:
+    """One content rendered, with what its channel needs to know: SMS encoding and segments, push lengths."""
+    found = {"channel": content["channel"], "locale": content["locale"], "rendered": {}, "error": "", "notes": []}
+    try:
+        found["rendered"] = render(content, variables, locale, timezone)
+    except RenderError as exc:
+        found["error"] = f"{exc.field or 'body'}: {exc}"
+        return found
+    if content["channel"] == "sms":
+        sms = sms_text.prepare(found["rendered"].get("body", ""))
+        found["notes"].append(f"{sms.encoding}, {sms.segments} segment{'s' if sms.segments > 1 else ''}, "
+                              f"{len(sms.text)} characters{' (shortened to fit)' if sms.shortened else ''}")
+    if content["channel"] in ("push", "in_app"):
+        for part, limit in PUSH_LIMITS.items():
+            length = len(found["rendered"].get(part, ""))
+            if length > limit:
+                found["notes"].append(f"{part} is {length} characters: lock screens cut it after about {limit}")
+    return found
+
+
+def diff_tables(old: TemplateVersion, new: TemplateVersion) -> list[dict]:
+    """For each channel × locale in either version, a side-by-side table of each field that changed."""
+    old_contents = {(c["channel"], c["locale"]): c for c in old.contents}
+    new_contents = {(c["channel"], c["locale"]): c for c in new.contents}
+    differ = difflib.HtmlDiff(wrapcolumn=80)
+    tables = []
+    for key in sorted(old_contents.keys() | new_contents.keys()):
+        before, after = old_contents.get(key, {}), new_contents.get(key, {})
+        for field in versions.CONTENT_FIELDS:
+            a, b = before.get(field, "") or "", after.get(field, "") or ""
+            if a != b:
+                tables.append({"where": f"{key[0]}/{key[1]} {field}", "table": differ.make_table(
+                    a.splitlines(), b.splitlines(), f"v{old.number}", f"v{new.number}")})
+    if old.variables_schema != new.variables_schema:
+        tables.append({"where": "variables schema", "table": differ.make_table(
+            json.dumps(old.variables_schema, indent=2).splitlines(), json.dumps(new.variables_schema, indent=2).splitlines(),
+            f"v{old.number}", f"v{new.number}")})
+    return tables

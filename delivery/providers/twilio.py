@@ -14,11 +14,10 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from core import safe_json
+from core import safe_json, sms_text
 from core.errors import ApiError
 from core.states import Status
 from core.vocabulary import ErrorCode
-from delivery import sms_text
 from delivery.providers.base import (
     LookupUnavailable,
     OutgoingMessage,

@@ -1,6 +1,6 @@
 """SMS encoding, segments and shortening."""
 
-from delivery import sms_text
+from core import sms_text
 
 
 def test_plain_ascii_is_gsm7_and_160_characters_fit_one_segment():
