@@ -1,6 +1,9 @@
 """Experiments over the REST API, and what routing and results make of them (in-process, real PostgreSQL)."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from delivery.models import Delivery
 from experiments import results
@@ -132,3 +135,53 @@ def test_a_significant_winner_is_auto_promoted_with_an_audit_row(api, broker):
     arms = {a["key"]: a for a in detail["results"]["arms"]}
     assert (arms["A"]["sent"], arms["A"]["clicked"], arms["B"]["clicked"]) == (400, 40, 200)
     assert detail["results"]["sample_ratio"]["mismatch"] is False
+
+
+def seeded_experiment(api, **overrides) -> Experiment:
+    versions(api)
+    created = experiment(api, min_sample=50, arms=[{"key": "A", "version": 1, "weight": 50},
+                                                   {"key": "B", "version": 2, "weight": 50}], **overrides).json()
+    api.post(f"/api/v1/experiments/{created['id']}/start")
+    exp = Experiment.objects.get(pk=created["id"])
+    for n in range(200):
+        person = make_recipient(f"z{n}")
+        arm = "A" if n % 2 else "B"
+        notification = Notification.objects.create(recipient=person, type="transaction", template_name="promo", status="sent")
+        Exposure.objects.create(experiment=exp, notification_id=notification.pk, recipient_id=person.pk, arm=arm,
+                                exposed_at="2026-11-27T00:00Z")
+        clicked = (n // 2 % 10) < (3 if arm == "B" else 2)
+        Delivery.objects.create(notification=notification, channel="email", status="sent", sent_at="2026-11-27T00:00Z",
+                                clicked_at="2026-11-27T01:00Z" if clicked else None, read_at="2026-11-27T01:00Z" if clicked else None)
+    return exp
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_bandit_moves_weight_toward_the_better_arm_and_keeps_the_floor(api, broker):
+    exp = seeded_experiment(api, mode="bandit", bandit_floor=0.1)
+    results.review(exp)  # within the first interval: the weights stay
+    assert [arm["weight"] for arm in Experiment.objects.get(pk=exp.pk).arms] == [50, 50]
+    Experiment.objects.filter(pk=exp.pk).update(started_at=timezone.now() - timedelta(hours=2))
+    exp.refresh_from_db()
+
+    results.review(exp)
+
+    exp.refresh_from_db()
+    weights = {arm["key"]: arm["weight"] for arm in exp.arms}
+    assert weights["B"] > weights["A"] >= 10 and sum(weights.values()) == pytest.approx(100)
+    assert Decision.objects.get(experiment=exp, kind="reweighted").detail["weights"] == weights
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_results_page_shows_the_table_and_a_chart_and_declares_a_winner(api, broker, admin_client):
+    exp = seeded_experiment(api)
+    results.take_snapshot(exp)
+    results.take_snapshot(exp)
+
+    page = admin_client.get(f"/admin/experiments/experiment/{exp.pk}/results/").content.decode()
+    assert 'tr data-arm="A"' in page and "<svg" in page and "polyline" in page
+
+    admin_client.post(f"/admin/experiments/experiment/{exp.pk}/act/", {"action": "winner", "arm": "B"})
+    exp.refresh_from_db()
+    assert (exp.status, exp.winner) == ("completed", "B")
+    assert MessageTemplate.objects.get(name="promo").current_version == 2
+    assert Decision.objects.get(experiment=exp, kind="promoted").actor == "admin"

@@ -160,3 +160,34 @@ def send_due_email():
             if not ids:
                 return
             attempt_chunk(ids, claimed_at, time.monotonic(), pool)
+
+
+ESCAPES = [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{{ lipsum.__globals__['os'].popen('id').read() }}",
+    "{{ self._TemplateReference__context }}",
+    "{{ name.__class__.__base__.__subclasses__() }}",
+    "{{ (name|attr('__class__')).__mro__ }}",
+    "{% for c in ().__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
+    "{{ config }}{{ request }}{{ settings.SECRET_KEY }}",
+    "{{ name|datetime('EEEE' * 1000000) }}",
+    "{{ 12|currency('EUR' * 100000) }}",
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("payload", ESCAPES)
+@pytest.mark.parametrize("field", ["subject", "body", "html_body"])
+def test_known_sandbox_escapes_in_a_version_are_refused_or_render_nothing_dangerous(api, payload, field):
+    saved = draft(api, contents=[content(**{field: payload})])
+    if saved.status_code == 400:
+        return  # refused as it was saved
+    published = publish(api, saved.json()["number"])
+    if published.status_code == 200:  # it rendered the sample: then only harmlessly
+        rendered = Template.objects.get(name="welcome")
+        from templates_app.rendering import render
+        output = " ".join(render(rendered, {"name": "Ada"}).values())
+        assert not any(leak in output for leak in ("subclasses", "__globals__", "uid=", "SECRET", "<class"))
+    else:
+        assert published.status_code == 400 and published.json()["error"]["field"].startswith("contents.0.")
