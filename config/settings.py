@@ -220,7 +220,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # One name for the channel vocabulary, wherever a field offers it.
-    "ENUM_NAME_OVERRIDES": {"ChannelEnum": "core.vocabulary.Channel"},
+    "ENUM_NAME_OVERRIDES": {"ChannelEnum": "core.vocabulary.Channel",
+                            "ExperimentStatusEnum": "experiments.models.ExperimentStatus",
+                            "StatusEnum": "core.states.Status"},
 }
 
 # --- Celery -------------------------------------------------------------------------------

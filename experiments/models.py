@@ -59,6 +59,9 @@ class Experiment(models.Model):
         return next((arm for arm in self.arms if arm["key"] == key), None)
 
 
+ExperimentStatus = Experiment.Status  # named for the OpenAPI schema (SPECTACULAR_SETTINGS)
+
+
 class Assignment(models.Model):
     """A person's arm in an experiment: decided once (by hash, at the weights of that moment) and kept."""
 

@@ -91,7 +91,8 @@ class ExperimentList(APIView):
 class ExperimentDetail(APIView):
     required_scopes = {"GET": "templates:read", "PATCH": "templates:write"}
 
-    @extend_schema(responses=inline_serializer("ExperimentDetail", {"results": ResultsView}))
+    @extend_schema(operation_id="v1_experiments_retrieve",
+                   responses=inline_serializer("ExperimentDetail", {"results": ResultsView}))
     def get(self, request, experiment_id):
         """The experiment and its results now (counted from deliveries and events)."""
         return Response(detail(get_object_or_404(Experiment.objects.select_related("template"), pk=experiment_id)))

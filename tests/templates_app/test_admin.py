@@ -14,7 +14,8 @@ SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "examples"
 
 def two_versions():
     versions.create_draft("welcome", variables_schema=SCHEMA, default_locale="en", category="transaction", contents=[
-        {"channel": "email", "locale": "en", "subject": "Hi {{ name }}", "html_body": "<style>p{color:red}</style><p>{{ total|currency('EUR') }}</p>"},
+        {"channel": "email", "locale": "en", "subject": "Hi {{ name }}",
+         "html_body": "<style>p{color:red}</style><p>{{ total|currency('EUR') }}</p>"},
         {"channel": "email", "locale": "de", "subject": "Hallo {{ name }}", "body": "Summe {{ total|currency('EUR') }}"},
         {"channel": "sms", "locale": "en", "body": "Hi {{ name }} \u2713 " + "x" * 170},
         {"channel": "push", "locale": "en", "title": "T" * 60, "body": "Hi"},
