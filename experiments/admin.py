@@ -8,6 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
+from core.admin import HistoryInline
 from core.errors import ApiError
 from experiments import lifecycle, results
 from experiments.models import Decision, Experiment
@@ -37,15 +38,9 @@ class ExperimentForm(forms.ModelForm):
         return cleaned
 
 
-class DecisionInline(admin.TabularInline):
+class DecisionInline(HistoryInline):
     model = Decision
     fields = ["at", "kind", "actor", "detail"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Experiment)

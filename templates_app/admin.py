@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from rest_framework.exceptions import ValidationError
 
 from core import sms_text
+from core.admin import HistoryInline
 from core.errors import ApiError
 from templates_app import versions
 from templates_app.models import MessageTemplate, Template, TemplateVersion
@@ -41,16 +42,9 @@ class TemplateAdmin(admin.ModelAdmin):
         return False
 
 
-class VersionInline(admin.TabularInline):
+class VersionInline(HistoryInline):
     model = TemplateVersion
     fields = ["version_link", "note", "created_at", "published_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="version")
     def version_link(self, version):

@@ -8,21 +8,29 @@ from templates_app.rendering import HTML_FIELDS, TEXT_FIELDS, template_problem
 from templates_app.variables import schema_error
 
 
-class TemplateRequest(StrictSerializer):
-    name = serializers.SlugField(max_length=100)
+def json_schema(value: dict) -> None:
+    problem = schema_error(value)
+    if problem:
+        raise serializers.ValidationError(f"Not a valid JSON Schema: {problem}")
+
+
+class ContentRequest(StrictSerializer):
+    """One channel × locale content of a version."""
+
     channel = choice(Channel.choices, "channel")
     locale = serializers.CharField(max_length=35, required=False, default="en", validators=[LOCALE])
     subject = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     title = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
-    body = serializers.CharField(max_length=65536)
+    body = serializers.CharField(max_length=65536, required=False, allow_blank=True, default="")
     html_body = serializers.CharField(max_length=262144, required=False, allow_blank=True, default="")
-    variables_schema = serializers.DictField(required=False, default=dict)
 
-    def validate_variables_schema(self, value):
-        problem = schema_error(value)
-        if problem:
-            raise serializers.ValidationError(f"Not a valid JSON Schema: {problem}")
-        return value
+
+class TemplateRequest(ContentRequest):
+    """One channel × locale of a template, by the one-variant API (templates_app.versions.add_variant)."""
+
+    name = serializers.SlugField(max_length=100)
+    body = serializers.CharField(max_length=65536)
+    variables_schema = serializers.DictField(required=False, default=dict, validators=[json_schema])
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
@@ -40,17 +48,6 @@ class TemplateView(serializers.ModelSerializer):
         fields = ["name", "channel", "locale", "subject", "title", "body", "html_body", "variables_schema", "created_at", "updated_at"]
 
 
-class ContentRequest(StrictSerializer):
-    """One channel × locale content of a version."""
-
-    channel = choice(Channel.choices, "channel")
-    locale = serializers.CharField(max_length=35, required=False, default="en", validators=[LOCALE])
-    subject = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
-    title = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
-    body = serializers.CharField(max_length=65536, required=False, allow_blank=True, default="")
-    html_body = serializers.CharField(max_length=262144, required=False, allow_blank=True, default="")
-
-
 class VersionRequest(StrictSerializer):
     """A draft: its contents (or `copy_from` an existing version), schema, default locale and note.
 
@@ -59,17 +56,11 @@ class VersionRequest(StrictSerializer):
 
     contents = ContentRequest(many=True, required=False)
     copy_from = serializers.IntegerField(min_value=1, required=False)
-    variables_schema = serializers.DictField(required=False)
+    variables_schema = serializers.DictField(required=False, validators=[json_schema])
     default_locale = serializers.CharField(max_length=35, required=False, validators=[LOCALE])
     note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     category = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
-
-    def validate_variables_schema(self, value):
-        problem = schema_error(value)
-        if problem:
-            raise serializers.ValidationError(f"Not a valid JSON Schema: {problem}")
-        return value
 
     def validate_contents(self, value):
         if len(value) > 200:

@@ -103,24 +103,32 @@ def test_routing_sends_each_person_their_arms_version_and_holds_the_holdout_back
             assert (delivery.experiment_arm, delivery.template_version) == (arm, {"A": 1, "B": 2}[arm])
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_significant_winner_is_auto_promoted_with_an_audit_row(api, broker):
+def seeded_experiment(api, people: int = 200, clicks_in_ten: dict | None = None, **overrides) -> Experiment:
+    """A running A/B experiment with `people` split between the arms, each sent the email, and
+    clicked `clicks_in_ten[arm]` times in ten."""
+    clicks_in_ten = clicks_in_ten or {"A": 2, "B": 3}
     versions(api)
-    created = experiment(api, auto_promote=True, min_sample=100, arms=[{"key": "A", "version": 1, "weight": 50},
-                                                                        {"key": "B", "version": 2, "weight": 50}]).json()
+    overrides.setdefault("min_sample", 50)
+    created = experiment(api, arms=[{"key": "A", "version": 1, "weight": 50}, {"key": "B", "version": 2, "weight": 50}],
+                         **overrides).json()
     api.post(f"/api/v1/experiments/{created['id']}/start")
     exp = Experiment.objects.get(pk=created["id"])
-    # given 400 people a side were sent the email; B's were clicked far more often
-    for n in range(800):
-        person = make_recipient(f"y{n}")
+    for n in range(people):
+        person = make_recipient(f"z{n}")
         arm = "A" if n % 2 else "B"
         notification = Notification.objects.create(recipient=person, type="transaction", template_name="promo", status="sent")
         Exposure.objects.create(experiment=exp, notification_id=notification.pk, recipient_id=person.pk, arm=arm,
                                 exposed_at="2026-11-27T00:00Z")
-        clicked = (n // 2 % 10) < (5 if arm == "B" else 1)  # B: half clicked; A: one in ten
+        clicked = "2026-11-27T01:00Z" if n // 2 % 10 < clicks_in_ten[arm] else None
         Delivery.objects.create(notification=notification, channel="email", status="read" if clicked else "sent",
-                                sent_at="2026-11-27T00:00Z", read_at="2026-11-27T01:00Z" if clicked else None,
-                                clicked_at="2026-11-27T01:00Z" if clicked else None, experiment_arm=arm)
+                                sent_at="2026-11-27T00:00Z", clicked_at=clicked, read_at=clicked, experiment_arm=arm)
+    return exp
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_significant_winner_is_auto_promoted_with_an_audit_row(api, broker):
+    # given 400 people a side were sent the email; B's were clicked far more often (5 in 10 against 1)
+    exp = seeded_experiment(api, people=800, clicks_in_ten={"A": 1, "B": 5}, auto_promote=True, min_sample=100)
 
     snapshot = results.review(exp)
 
@@ -135,24 +143,6 @@ def test_a_significant_winner_is_auto_promoted_with_an_audit_row(api, broker):
     arms = {a["key"]: a for a in detail["results"]["arms"]}
     assert (arms["A"]["sent"], arms["A"]["clicked"], arms["B"]["clicked"]) == (400, 40, 200)
     assert detail["results"]["sample_ratio"]["mismatch"] is False
-
-
-def seeded_experiment(api, **overrides) -> Experiment:
-    versions(api)
-    created = experiment(api, min_sample=50, arms=[{"key": "A", "version": 1, "weight": 50},
-                                                   {"key": "B", "version": 2, "weight": 50}], **overrides).json()
-    api.post(f"/api/v1/experiments/{created['id']}/start")
-    exp = Experiment.objects.get(pk=created["id"])
-    for n in range(200):
-        person = make_recipient(f"z{n}")
-        arm = "A" if n % 2 else "B"
-        notification = Notification.objects.create(recipient=person, type="transaction", template_name="promo", status="sent")
-        Exposure.objects.create(experiment=exp, notification_id=notification.pk, recipient_id=person.pk, arm=arm,
-                                exposed_at="2026-11-27T00:00Z")
-        clicked = (n // 2 % 10) < (3 if arm == "B" else 2)
-        Delivery.objects.create(notification=notification, channel="email", status="sent", sent_at="2026-11-27T00:00Z",
-                                clicked_at="2026-11-27T01:00Z" if clicked else None, read_at="2026-11-27T01:00Z" if clicked else None)
-    return exp
 
 
 @pytest.mark.django_db(transaction=True)
