@@ -48,8 +48,9 @@ def template_variants(name: str, version: int | None) -> tuple[list, str]:
     """The contents of `name` at `version` (the live variants when it has none), and its default locale."""
     if version is not None:
         found = TemplateVersion.objects.filter(template__name=name, number=version).values_list("contents", "default_locale").first()
-        if found:
-            return found[0], found[1]
+        if found is None:  # never the live rows instead: they may say something else
+            raise RenderError(f"template {name!r} has no version {version} any more")
+        return found[0], found[1]
     return list(Template.objects.filter(name=name)), "en"
 
 

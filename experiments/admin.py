@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 
 from core.admin import HistoryInline
 from core.errors import ApiError
@@ -17,13 +17,12 @@ COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 
 
 class ExperimentForm(forms.ModelForm):
-    arms = forms.JSONField(help_text='[{"key": "A", "version": 1, "weight": 50}, {"key": "B", "version": 2, "weight": 50}]; '
-                                     'a holdout is {"key": "holdout", "version": null, "weight": 10}. The first arm is the control.')
-
     class Meta:
         model = Experiment
         fields = ["name", "template", "channel", "metric", "arms", "mode", "confidence", "min_sample", "auto_promote",
                   "bandit_floor", "bandit_interval_seconds"]
+        help_texts = {"arms": '[{"key": "A", "version": 1, "weight": 50}, {"key": "B", "version": 2, "weight": 50}]; '
+                              'a holdout is {"key": "holdout", "version": null, "weight": 10}. The first arm is the control.'}
 
     def clean(self):
         cleaned = super().clean()
@@ -31,10 +30,9 @@ class ExperimentForm(forms.ModelForm):
         if template and channel and isinstance(arms, list):
             try:
                 cleaned["arms"] = lifecycle.checked_arms(template, channel, arms)
+                lifecycle.refuse_holdout_if_required(Experiment(template=template, arms=cleaned["arms"]))
             except ApiError as exc:
                 self.add_error("arms", f"{exc.detail} ({exc.field})")
-            except (KeyError, TypeError):
-                self.add_error("arms", "Each arm needs a weight, and a version (null for the holdout).")
         return cleaned
 
 
@@ -48,8 +46,14 @@ class ExperimentAdmin(admin.ModelAdmin):
     form = ExperimentForm
     list_display = ["name", "template", "channel", "status", "metric", "winner", "results_link", "created_at"]
     list_filter = ["status", "channel"]
-    readonly_fields = ["status", "winner", "started_at", "ended_at", "weights_updated_at"]
     inlines = [DecisionInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        fixed = ["status", "winner", "started_at", "ended_at", "weights_updated_at"]
+        if obj is not None and obj.status != Experiment.Status.DRAFT:
+            # Once people are assigned, what they were assigned to must not change under the results.
+            fixed += ["template", "channel", "metric", "arms"]
+        return fixed
 
     @admin.display(description="results")
     def results_link(self, experiment):
@@ -114,7 +118,7 @@ def chart(experiment: Experiment, snapshots: list) -> str:
         if coords:
             path_points = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
             lines.append(f'<polyline fill="none" stroke="{COLOURS[i % len(COLOURS)]}" stroke-width="2" points="{path_points}">'
-                         f'<title>{arm["key"]}</title></polyline>')
+                         f'<title>{escape(arm["key"])}</title></polyline>')
     axis = (f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#999"/>'
             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#999"/>'
             f'<text x="2" y="{pad}" font-size="11">{top:.1%}</text><text x="2" y="{height - pad}" font-size="11">0%</text>'

@@ -1,5 +1,7 @@
 """Creating, starting, pausing and ending experiments, with the checks each step needs."""
 
+import re
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -8,15 +10,28 @@ from experiments import results
 from experiments.models import HOLDOUT, Experiment
 from templates_app.models import MessageTemplate
 
+ARM_KEY = re.compile(r"\A[-a-zA-Z0-9_]{1,50}\Z")
+
 
 def checked_arms(template: MessageTemplate, channel: str, arms: list[dict], field: str = "arms") -> list[dict]:
     """The arms, keyed and checked: published versions of this template that have the channel, a
     holdout only where the category may go unsent, and weights that sum to 100."""
     published = {v.number: v for v in template.versions.filter(published_at__isnull=False)}
     checked, keys = [], set()
+    if not isinstance(arms, list):
+        raise ApiError(400, "invalid", "Arms are a list.", field)
     for index, arm in enumerate(arms):
+        if not isinstance(arm, dict):
+            raise ApiError(400, "invalid", "Each arm is an object with a weight and a version.", f"{field}.{index}")
         version = arm.get("version")
         key = arm.get("key") or (HOLDOUT if version is None else f"v{version}")
+        weight = arm.get("weight")
+        if not isinstance(key, str) or not ARM_KEY.match(key):
+            raise ApiError(400, "invalid", "An arm's key is 1–50 letters, digits, hyphens or underscores.", f"{field}.{index}.key")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= 100:
+            raise ApiError(400, "invalid", "A weight is a number above 0 and at most 100.", f"{field}.{index}.weight")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise ApiError(400, "invalid", "A version is a version number (null for the holdout).", f"{field}.{index}.version")
         if key in keys:
             raise ApiError(400, "invalid", f"Two arms are called {key!r}.", f"{field}.{index}.key")
         keys.add(key)
@@ -51,11 +66,16 @@ def create(data: dict) -> Experiment:
         bandit_floor=data["bandit_floor"], bandit_interval_seconds=data["bandit_interval_seconds"],
     )
     experiment.arms = checked_arms(template, data["channel"], data["arms"])
+    refuse_holdout_if_required(experiment)
+    experiment.save()
+    return experiment
+
+
+def refuse_holdout_if_required(experiment: Experiment) -> None:
+    template = experiment.template
     if any(arm["key"] == HOLDOUT for arm in experiment.arms) and not results.holdout_allowed(experiment):
         raise ApiError(400, "invalid", f"{template.name!r} is for the required category {template.category!r}: "
                        "a holdout would leave people without it.", "arms")
-    experiment.save()
-    return experiment
 
 
 def change_weights(experiment: Experiment, arms: list[dict]) -> Experiment:
@@ -67,7 +87,8 @@ def change_weights(experiment: Experiment, arms: list[dict]) -> Experiment:
     versions = {a["key"]: a["version"] for a in experiment.arms}
     experiment.arms = checked_arms(experiment.template, experiment.channel,
                                    [{"key": a["key"], "version": versions[a["key"]], "weight": a["weight"]} for a in arms])
-    experiment.save(update_fields=["arms"])
+    experiment.weights_updated_at = timezone.now()  # the sample-ratio check compares only later assignments
+    experiment.save(update_fields=["arms", "weights_updated_at"])
     return experiment
 
 

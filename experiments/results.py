@@ -9,10 +9,11 @@ on the experiment's channel, "opened" those with at least one open (or read), an
 from datetime import timedelta
 
 from django.db import connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from experiments import statistics
-from experiments.models import HOLDOUT, Decision, Experiment, Snapshot
+from experiments.models import HOLDOUT, Assignment, Decision, Experiment, Snapshot
 from preferences import store as preference_store
 from templates_app import versions
 
@@ -73,12 +74,23 @@ def compute(experiment: Experiment, previous: dict | None = None) -> dict:
         comparison["always_valid_p_holm"] = adjusted
     sendable = [a for a in arms if a["key"] != HOLDOUT]
     chi2, chi2_p = statistics.chi_square([a[a["metric"]] for a in sendable], [a[a["base"]] for a in sendable])
-    srm_p = statistics.sample_ratio_mismatch([a["assigned"] for a in arms], [a["weight"] for a in arms])
+    since = assigned_since_weights(experiment)
+    srm_p = statistics.sample_ratio_mismatch([since.get(a["key"], 0) for a in arms], [a["weight"] for a in arms])
     return {
         "arms": arms, "comparisons": comparisons, "chi_square": {"statistic": chi2, "p": chi2_p},
         "sample_ratio": {"p": srm_p, "mismatch": srm_p < statistics.SRM_ALPHA},
         "winner": winner(experiment, arms, comparisons, srm_p),
     }
+
+
+def assigned_since_weights(experiment: Experiment) -> dict[str, int]:
+    """People assigned per arm since the weights last changed: the only ones the current weights
+    decided (earlier people keep the arm the earlier weights gave them)."""
+    since = experiment.weights_updated_at or experiment.started_at
+    rows = Assignment.objects.filter(experiment=experiment)
+    if since is not None:
+        rows = rows.filter(assigned_at__gte=since)
+    return dict(rows.values("arm").annotate(n=Count("id")).values_list("arm", "n"))
 
 
 def metric_of(experiment: Experiment, arm_key: str) -> tuple[str, str]:

@@ -84,11 +84,14 @@ def always_valid_p(previous: float | None, s1: int, n1: int, s2: int, n2: int, t
 
 def sample_ratio_mismatch(assigned: list[int], weights: list[float]) -> float:
     """The p-value of the people assigned per arm given the weights (small: assignment is broken)."""
-    total = sum(assigned)
-    if total == 0:
+    if any(n and not w for n, w in zip(assigned, weights, strict=True)):
+        return 0.0  # people in an arm that should get nobody
+    pairs = [(n, w) for n, w in zip(assigned, weights, strict=True) if w]
+    total = sum(n for n, _ in pairs)
+    if total == 0 or len(pairs) < 2:
         return 1.0
-    expected = [total * w / sum(weights) for w in weights]
-    return float(stats.chisquare(assigned, expected).pvalue)
+    expected = [total * w / sum(w for _, w in pairs) for _, w in pairs]
+    return float(stats.chisquare([n for n, _ in pairs], expected).pvalue)
 
 
 def probability_best(successes: list[int], trials: list[int], draws: int = 20000, seed: int | None = None) -> list[float]:

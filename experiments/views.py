@@ -17,7 +17,7 @@ from experiments.models import Experiment
 class ArmRequest(StrictSerializer):
     key = serializers.RegexField(r"\A[-a-zA-Z0-9_]{1,50}\Z", required=False)
     version = serializers.IntegerField(min_value=1, allow_null=True, required=False, default=None)
-    weight = serializers.FloatField(min_value=0, max_value=100)
+    weight = serializers.FloatField(min_value=0.01, max_value=100)
 
 
 class ExperimentRequest(StrictSerializer):

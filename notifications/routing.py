@@ -226,9 +226,11 @@ def plan(notification: Notification, template_channels: set[str], suppressed: di
             skipped.append({"channel": decision.channel, "reason": decision.reason})
             continue
         choice = (arms or {}).get((recipient.pk, notification.template_name, decision.channel))
+        if choice is not None and choice.holdout and preference_store.is_required(notification.type):
+            choice = None  # a required message is never held back, and so is not part of the experiment
         if choice is not None and exposures is not None:
             exposures.append((choice, notification.pk, recipient.pk))
-        if choice is not None and choice.holdout and not preference_store.is_required(notification.type):
+        if choice is not None and choice.holdout:
             skipped.append({"channel": decision.channel, "reason": "experiment_holdout", "experiment": choice.experiment.pk})
             continue
         held = decision.action == preference_policy.HOLD
@@ -243,6 +245,11 @@ def plan(notification: Notification, template_channels: set[str], suppressed: di
             created_at=now, template_version=arm.version if arm else version, experiment_arm=arm.arm if arm else "",
         ))
     return deliveries, skipped
+
+
+def current_version(template_name: str) -> int | None:
+    """The version a new delivery renders (the one whose channels routing just looked at)."""
+    return MessageTemplate.objects.filter(name=template_name).values_list("current_version", flat=True).first()
 
 
 def move_routed(plans: dict, claimed_at: datetime, now: datetime) -> set:
@@ -374,7 +381,7 @@ def fall_back(delivery: Delivery, reason: str) -> Delivery | None:
             held_until = decision.hold_until if decision.action == preference_policy.HOLD else None
             created = Delivery.objects.create(
                 notification=notification, channel=channel, priority=notification.priority,
-                fallback_from=delivery, created_at=now, template_version=delivery.template_version,
+                fallback_from=delivery, created_at=now, template_version=current_version(notification.template_name),
                 status=Status.QUEUED, status_changed_at=now, available_at=held_until or now, held_until=held_until,
                 status_history=[{"status": Status.QUEUED, "at": now.isoformat(), "reason": f"fallback_from_{delivery.channel}:{reason}"}],
             )

@@ -6,6 +6,7 @@ from core.states import Status
 from core.vocabulary import Channel, NotificationType, Priority
 from delivery.models import Delivery
 from notifications.models import Notification
+from notifications.routing import TEST_VERSION_KEY
 
 
 class MessageRequest(StrictSerializer):
@@ -33,6 +34,8 @@ class MessageRequest(StrictSerializer):
             raise serializers.ValidationError({"collapse_key": "At most 64 characters (an APNs limit)."})
         if value.get("ttl_seconds", 0) < 0:
             raise serializers.ValidationError({"ttl_seconds": "Must not be negative."})
+        if TEST_VERSION_KEY in value:
+            raise serializers.ValidationError({TEST_VERSION_KEY: "Reserved for admin's \"send a test\"."})
         return value
 
 

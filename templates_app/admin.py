@@ -7,6 +7,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -19,6 +20,7 @@ from core.errors import ApiError
 from templates_app import versions
 from templates_app.models import MessageTemplate, Template, TemplateVersion
 from templates_app.rendering import RenderError, render
+from templates_app.serializers import ContentRequest
 from templates_app.variables import variable_errors
 
 # What a lock screen shows before cutting (iOS and Android, typical): past this, people miss it.
@@ -58,8 +60,14 @@ class MessageTemplateAdmin(admin.ModelAdmin):
     list_display = ["name", "category", "current_version", "created_at"]
     search_fields = ["name", "description"]
     fields = ["name", "description", "category", "current_version"]
-    readonly_fields = ["current_version"]
     inlines = [VersionInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Notifications and deliveries name a template by its name: renaming would orphan them.
+        return ["current_version", "name"] if obj is not None else ["current_version"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # deliveries point at its versions
 
 
 class VersionForm(forms.ModelForm):
@@ -72,6 +80,11 @@ class VersionForm(forms.ModelForm):
 
     def clean_contents(self):
         contents = self.cleaned_data["contents"]
+        checked = ContentRequest(data=contents, many=True) if isinstance(contents, list) else None
+        if checked is None or not checked.is_valid():
+            raise forms.ValidationError(f"Each content is {{channel, locale, subject, title, body, html_body}}: "
+                                        f"{checked.errors if checked is not None else 'a list is expected'}")
+        contents = [dict(c) for c in checked.validated_data]
         problems = versions.content_problems(contents)
         if problems:
             raise forms.ValidationError([f"{field}: {message}" for field, message in problems])
@@ -97,10 +110,18 @@ class TemplateVersionAdmin(admin.ModelAdmin):
             return ["template", "number", "contents", "variables_schema", "default_locale", "note", "published_at"]
         return ["template", "number"] if obj is not None else []
 
+    def has_delete_permission(self, request, obj=None):
+        return obj is None or obj.is_draft  # a published version may be what a delivery was pinned to
+
     def save_model(self, request, obj, form, change):
-        if not change:
-            obj.number = (obj.template.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
-        super().save_model(request, obj, form, change)
+        with transaction.atomic():  # the lock publishing takes: a version published meanwhile stays as published
+            MessageTemplate.objects.select_for_update().filter(pk=obj.template_id).first()
+            if change and TemplateVersion.objects.filter(pk=obj.pk, published_at__isnull=False).exists():
+                messages.error(request, "This version was published meanwhile; it was not changed.")
+                return
+            if not change:
+                obj.number = (obj.template.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+            super().save_model(request, obj, form, change)
 
     def get_urls(self):
         own = [
@@ -138,7 +159,8 @@ class TemplateVersionAdmin(admin.ModelAdmin):
     def diff(self, request, pk):
         version = get_object_or_404(TemplateVersion.objects.select_related("template"), pk=pk)
         others = version.template.versions.exclude(pk=pk)
-        other = others.filter(number=request.GET.get("against")).first() if request.GET.get("against") else others.first()
+        against = request.GET.get("against", "")
+        other = (others.filter(number=int(against)).first() if against.isdigit() else None) or others.first()
         tables = diff_tables(other, version) if other else []
         context = {**self.admin_site.each_context(request), "title": f"Changes in {version}", "version": version,
                    "other": other, "others": others, "tables": tables, "opts": self.model._meta}
@@ -162,6 +184,8 @@ class TemplateVersionAdmin(admin.ModelAdmin):
         if request.method != "POST":
             raise PermissionDenied
         version = get_object_or_404(TemplateVersion.objects.select_related("template"), pk=pk)
+        if not self.has_change_permission(request, version):
+            raise PermissionDenied
         try:
             variables = json.loads(request.POST.get("variables") or "null")
         except ValueError:

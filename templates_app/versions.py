@@ -42,7 +42,7 @@ def sample_variables(schema: dict):
         return {**{name: "sample" for name in schema.get("required") or [] if isinstance(name, str)}, **sample}
     if kind == "array":
         item = sample_variables(schema.get("items") or {})
-        return [item] * max(1, int(schema.get("minItems") or 1))
+        return [item] * min(3, max(1, int(schema.get("minItems") or 1)))  # a sample, not a load test
     return SAMPLE_OF_TYPE.get(kind, "sample")
 
 
@@ -135,15 +135,20 @@ def create_draft(name: str, *, contents: list | None = None, copy_from: int | No
 
 
 def edit_draft(version: TemplateVersion, **changes) -> TemplateVersion:
-    if not version.is_draft:
-        raise ApiError(409, "version_published", f"Version {version.number} is published and cannot change; "
-                       "create a new draft from it.", "number")
+    """Change a draft. The template's lock (which publishing takes too) makes "still a draft" and
+    the write one step: a version published meanwhile is refused, never turned back into a draft."""
     if "contents" in changes:
         changes["contents"] = normalized(changes["contents"])
         raise_problems(content_problems(changes["contents"]))
-    for field, value in changes.items():
-        setattr(version, field, value)
-    version.save()
+    with transaction.atomic():
+        MessageTemplate.objects.select_for_update().filter(pk=version.template_id).first()
+        version.refresh_from_db()
+        if not version.is_draft:
+            raise ApiError(409, "version_published", f"Version {version.number} is published and cannot change; "
+                           "create a new draft from it.", "number")
+        for field, value in changes.items():
+            setattr(version, field, value)
+        version.save(update_fields=list(changes) or None)
     return version
 
 

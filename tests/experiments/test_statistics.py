@@ -85,3 +85,8 @@ def test_bandit_weights_favour_the_better_arm_keep_the_floor_and_sum_to_100():
 
     assert sum(weights) == 100
     assert weights[1] == max(weights) and min(weights) >= 5
+
+
+def test_the_sample_ratio_check_leaves_out_arms_weighted_zero_unless_people_landed_there():
+    assert statistics.sample_ratio_mismatch([500, 500, 0], [50, 50, 0]) > statistics.SRM_ALPHA
+    assert statistics.sample_ratio_mismatch([500, 500, 3], [50, 50, 0]) == 0.0

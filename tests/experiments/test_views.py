@@ -41,6 +41,8 @@ def experiment(api, **overrides):
     ({"template": "other"}, 400, "template"),
     ({"channel": "push"}, 400, "arms.0.version"),
     ({"metric": "liked"}, 400, "metric"),
+    ({"arms": [{"version": 1, "weight": 100}, {"version": 2, "weight": 0}]}, 400, "arms.1.weight"),
+    ({"arms": [{"key": "<b>" * 20, "version": 1, "weight": 50}, {"version": 2, "weight": 50}]}, 400, "arms.0.key"),
 ])
 def test_bad_experiments_are_refused_naming_the_field(api, override, status, field):
     versions(api)
@@ -175,3 +177,32 @@ def test_the_results_page_shows_the_table_and_a_chart_and_declares_a_winner(api,
     assert (exp.status, exp.winner) == ("completed", "B")
     assert MessageTemplate.objects.get(name="promo").current_version == 2
     assert Decision.objects.get(experiment=exp, kind="promoted").actor == "admin"
+
+
+@pytest.mark.django_db
+def test_a_published_version_cannot_be_sent_by_naming_it_in_metadata(api):
+    versions(api)
+    make_recipient("m1")
+
+    response = api.post("/api/v1/notifications", {"user_id": "m1", "type": "transaction", "template": "promo",
+                                                   "metadata": {"herald_template_version": 1}}, format="json")
+
+    assert (response.status_code, response.json()["error"]["field"]) == (400, "metadata.herald_template_version")
+
+
+@pytest.mark.django_db
+def test_the_sample_ratio_check_counts_only_people_assigned_since_the_weights_changed(api):
+    versions(api)
+    created = experiment(api, arms=[{"key": "A", "version": 1, "weight": 50}, {"key": "B", "version": 2, "weight": 50}]).json()
+    api.post(f"/api/v1/experiments/{created['id']}/start")
+    exp = Experiment.objects.get(pk=created["id"])
+    from experiments.models import Assignment
+    Assignment.objects.bulk_create([Assignment(experiment=exp, recipient_id=n, arm="AB"[n % 2], assigned_at=timezone.now())
+                                    for n in range(2000)])
+    api.patch(f"/api/v1/experiments/{exp.pk}", {"arms": [{"key": "A", "weight": 10}, {"key": "B", "weight": 90}]}, format="json")
+    Assignment.objects.bulk_create([Assignment(experiment=exp, recipient_id=10_000 + n, arm="A" if n % 10 == 0 else "B",
+                                               assigned_at=timezone.now()) for n in range(1000)])
+
+    results_now = api.get(f"/api/v1/experiments/{exp.pk}").json()["results"]
+
+    assert results_now["sample_ratio"]["mismatch"] is False
