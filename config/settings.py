@@ -315,6 +315,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_float("HERALD_EXPERIMENT_REVIEW_INTERVAL", 3600.0),
         "options": {"queue": "low", "expires": 600},
     },
+    # Batches whose window has ended become their message (notifications/batching.py); a full
+    # batch wakes the closer itself, so this bounds how late a window's end can be noticed.
+    "close-batches": {
+        "task": "notifications.tasks.close_batches",
+        "schedule": env_float("HERALD_BATCH_CLOSE_INTERVAL", 1.0),
+        "options": {"queue": "high", "expires": 30},
+    },
     "resume-campaign-fan-outs": {
         "task": "campaigns.tasks.resume_fan_outs",
         "schedule": env_float("HERALD_FAN_OUT_RESUME_INTERVAL", 10.0),

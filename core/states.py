@@ -15,6 +15,7 @@ from django.utils import timezone
 
 class Status(models.TextChoices):
     SCHEDULED = "scheduled"
+    BATCHED = "batched"  # held as an item of a batch (notifications/batching.py); the batch's message is sent
     PENDING = "pending"
     QUEUED = "queued"
     ROUTING = "routing"

@@ -116,6 +116,8 @@ def prepare(data: dict, found: tuple | None, *, raw_payload: dict, api_key: ApiK
         request_hash=request_hash(raw_payload) if idempotency_key else "",
         scheduled_at=scheduled_at,
         metadata=data.get("metadata", {}),
+        batch_key=data.get("batch_key", ""),
+        batch_policy=dict(data["batch"]) if data.get("batch") else None,
         api_key=api_key,
         created_at=now,
         status=status,

@@ -1,7 +1,8 @@
 from django.contrib import admin, messages
 
+from core.admin import HistoryInline
 from delivery.models import Delivery
-from notifications.models import ApiKey, Notification, Outbox
+from notifications.models import ApiKey, Batch, BatchItem, Notification, Outbox
 
 
 class DeliveryInline(admin.TabularInline):
@@ -45,3 +46,25 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
+
+
+class BatchItemInline(HistoryInline):
+    model = BatchItem
+    fields = ["position", "notification", "added_at"]
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    """Open batches and how they closed: their key, items, window and the message they became."""
+
+    list_display = ["key", "recipient", "state", "count", "opened_at", "closes_at", "closed_at"]
+    list_filter = ["state", "type"]
+    search_fields = ["key", "recipient__external_id"]
+    readonly_fields = [f.name for f in Batch._meta.fields]
+    inlines = [BatchItemInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

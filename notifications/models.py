@@ -32,6 +32,13 @@ class Notification(models.Model):
     skipped_channels = models.JSONField(default=list, blank=True)
     # The campaign that created it, if any (campaigns/ sits above this app, so an id, not a key).
     campaign_id = models.UUIDField(null=True, blank=True, editable=False)
+    # Items sharing a batch key (and person) are sent as one message (notifications/batching.py);
+    # `batch_policy` overrides the category's window for this notification.
+    batch_key = models.CharField(max_length=255, blank=True)
+    batch_policy = models.JSONField(null=True, blank=True)
+    # Set on the message a batch became: one per batch, however often its close is retried.
+    batch = models.OneToOneField("notifications.Batch", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="message")
 
     class Meta:
         indexes = [
@@ -113,3 +120,55 @@ class ApiKey(models.Model):
             name=name, prefix=prefix, key_hash=hash_api_key(raw_key), scopes=list(scopes or SCOPES)
         )
         return key, raw_key
+
+
+class Batch(models.Model):
+    """Items for one person and key, collected until the window ends (or N arrive), then sent as one.
+
+    One open batch per (person, key) at a time (a partial unique index): an item that arrives
+    while a batch closes finds no open one and starts the next. Closing is one transaction that
+    locks the batch (FOR UPDATE SKIP LOCKED), creates its message and marks it closed.
+    """
+
+    class State(models.TextChoices):
+        OPEN = "open"
+        FULL = "full"  # reached its item limit: closed by the next sweep, takes no more items
+        CLOSED = "closed"
+        EMPTY = "empty"  # closed with no item (the first was sent at once and nothing followed)
+
+    recipient = models.ForeignKey("preferences.Recipient", on_delete=models.CASCADE, related_name="batches")
+    key = models.CharField(max_length=300)
+    type = models.CharField(max_length=20, choices=NotificationType.choices)
+    priority = models.CharField(max_length=10, choices=Priority.choices)
+    template_name = models.CharField(max_length=100)
+    requested_channels = models.JSONField(default=list, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    opened_at = models.DateTimeField()
+    closes_at = models.DateTimeField()
+    # A sliding window moves with each item, but never past this.
+    latest_close_at = models.DateTimeField()
+    window_seconds = models.PositiveIntegerField()
+    sliding = models.BooleanField(default=False)
+    max_items = models.PositiveIntegerField(null=True, blank=True)
+    count = models.PositiveIntegerField(default=0)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["recipient", "key"], condition=models.Q(state="open"), name="one_open_batch_per_key"),
+        ]
+        indexes = [models.Index(fields=["closes_at"], condition=models.Q(state__in=["open", "full"]), name="batch_to_close")]
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return f"{self.key} for {self.recipient_id} ({self.state}, {self.count})"
+
+
+class BatchItem(models.Model):
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="items")
+    notification = models.OneToOneField(Notification, on_delete=models.CASCADE, related_name="batch_item")
+    position = models.PositiveIntegerField()
+    added_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["batch", "position"]

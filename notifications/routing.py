@@ -21,6 +21,7 @@ from delivery.claims import cancel_unsent
 from delivery.models import Delivery, Suppression
 from delivery.publishing import wake_deliveries
 from experiments import assignment as experiment_arms
+from notifications import batching
 from notifications.models import Notification, Outbox
 from notifications.policy import choose_channels, fallback_order, unreachable_reason
 from notifications.states import NOTIFICATION_TRANSITIONS
@@ -171,13 +172,19 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
         .select_related("recipient")
         .annotate(active_devices=Count("recipient__devices", filter=Q(recipient__devices__is_active=True)))
     )
+    now = timezone.now()
+    held: set = set()
+    with preference_store.read_ahead():  # the category settings, read once
+        rules = {n.pk: rule for n in notifications if (rule := batching.rule_for(n))}
+    if rules:  # items of a batch wait for it (notifications/batching.py); the rest are routed now
+        route_now, held = batching.collect([n for n in notifications if n.pk in rules], rules, claimed_at, now)
+        notifications = [n for n in notifications if n.pk not in rules] + route_now
     names = {n.template_name for n in notifications}
     template_channels: dict[str, set[str]] = defaultdict(set)
     for name, channel in Template.objects.filter(name__in=names).values_list("name", "channel"):
         template_channels[name].add(channel)
     versions = dict(MessageTemplate.objects.filter(name__in=names).values_list("name", "current_version"))
     suppressed = suppressions({address for n in notifications for address in n.recipient.contact_addresses().values() if address})
-    now = timezone.now()
     arms = experiment_arms.arms_for([(n.recipient_id, n.recipient.external_id, n.template_name) for n in notifications])
     exposures: dict = defaultdict(list)
     with preference_store.read_ahead(n.recipient_id for n in notifications):
@@ -193,7 +200,7 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
         Outbox.objects.filter(notification_id__in=moved).delete()
         lanes = {(d.channel, d.priority) for pk in moved for d in planned[pk][0] if d.held_until is None}
         transaction.on_commit(lambda: [wake_deliveries(channel, priority) for channel, priority in lanes])
-    return moved
+    return moved | held
 
 
 # Set by admin's "send a test" (notifications/apps.py): the version to render instead of the current one.

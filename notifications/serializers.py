@@ -1,10 +1,13 @@
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.serializers import StrictSerializer, choice
 from core.states import Status
 from core.vocabulary import Channel, NotificationType, Priority
 from delivery.models import Delivery
+from notifications import batching
 from notifications.models import Notification
 from notifications.routing import TEST_VERSION_KEY
 
@@ -39,8 +42,26 @@ class MessageRequest(StrictSerializer):
         return value
 
 
+class BatchRequest(StrictSerializer):
+    """This notification's batching, instead of its category's (notifications/batching.py)."""
+
+    window_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600)
+    max_window_seconds = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, required=False)
+    max_items = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
+    first_at_once = serializers.BooleanField(required=False, default=False)
+
+    def validate(self, attrs):
+        if attrs.get("max_window_seconds") is not None and attrs["max_window_seconds"] < attrs["window_seconds"]:
+            raise serializers.ValidationError({"max_window_seconds": "Must be at least window_seconds."})
+        return attrs
+
+
 class NotificationRequest(MessageRequest):
     user_id = serializers.CharField(max_length=255)
+    batch_key = serializers.CharField(max_length=255, required=False, allow_blank=True,
+                                      help_text="Notifications to the same person with the same template and batch key "
+                                                "within the batch window go out as one message (e.g. a post id).")
+    batch = BatchRequest(required=False)
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
     idempotency_key = serializers.CharField(max_length=255, required=False)
 
@@ -86,13 +107,19 @@ class NotificationView(serializers.ModelSerializer):
     template = serializers.CharField(source="template_name")
     channels = serializers.JSONField(source="requested_channels")
     deliveries = DeliveryView(many=True)
+    batch = serializers.SerializerMethodField()
 
     class Meta:
         model = Notification
         fields = [
             "id", "user_id", "type", "priority", "template", "channels", "status", "created_at",
-            "scheduled_at", "converted_at", "metadata", "status_history", "skipped_channels", "deliveries",
+            "scheduled_at", "converted_at", "metadata", "status_history", "skipped_channels", "deliveries", "batch",
         ]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_batch(self, notification) -> dict | None:
+        """An item: its batch, why it waits and the message it went out in; a batch's message: its item count."""
+        return batching.describe(notification)
 
 
 class NotificationSummary(serializers.ModelSerializer):

@@ -9,7 +9,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from core.states import Status, transition
-from notifications import routing
+from notifications import batch_closing, routing
 from notifications.lifecycle import refresh_notification_status
 from notifications.models import Notification, Outbox
 from notifications.states import NOTIFICATION_TRANSITIONS
@@ -88,3 +88,13 @@ def repair_lagging_notifications() -> int:
     for notification_id in lagging:
         refresh_notification_status(notification_id)
     return len(lagging)
+
+
+@shared_task(autoretry_for=(DatabaseError,), retry_backoff=1, retry_backoff_max=30, retry_jitter=True, max_retries=5)
+def close_batches() -> int:
+    """Close every batch whose window has ended or that is full (each into one message, once)."""
+    closed = total = batch_closing.close_due()
+    while closed:  # a backlog (a burst of full batches) is worked through in chunks
+        closed = batch_closing.close_due()
+        total += closed
+    return total

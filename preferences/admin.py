@@ -65,6 +65,7 @@ class CategorySettingAdmin(admin.ModelAdmin):
         (None, {"fields": ["category", "channels", "required", "opt_in", "list_unsubscribe"]}),
         ("Quiet hours", {"fields": ["respects_quiet_hours", "quiet_hours_held_channels"]}),
         ("Limits", {"fields": ["hourly_cap", "daily_cap", "dedup_window_seconds"]}),
+        ("Batching", {"fields": ["batch_window_seconds", "batch_max_window_seconds", "batch_max_items", "batch_first_at_once"]}),
     ]
 
     def has_delete_permission(self, request, obj=None):

@@ -109,6 +109,13 @@ class CategorySetting(models.Model):
     list_unsubscribe = models.BooleanField(
         default=False, help_text="Emails carry one-click List-Unsubscribe headers and a footer link."
     )
+    batch_window_seconds = models.PositiveIntegerField(
+        default=0, help_text="Notifications to one person with the same batch key (the template, unless the sender "
+                             "gives one) within this window go out as one message; 0 = no batching. At most 7 days.")
+    batch_max_window_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Sliding window: each item extends the window, but never past this after the first.")
+    batch_max_items = models.PositiveIntegerField(null=True, blank=True, help_text="Close the batch at once at this many items.")
+    batch_first_at_once = models.BooleanField(default=False, help_text="Send the first item at once; batch what follows.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -126,6 +133,12 @@ class CategorySetting(models.Model):
     def clean(self) -> None:
         if self.required and (self.opt_in or self.list_unsubscribe):
             raise ValidationError("A required category cannot be opt-in or carry an unsubscribe link.")
+        if self.batch_window_seconds and self.required:
+            raise ValidationError({"batch_window_seconds": "A required category is sent at once, never batched."})
+        if self.batch_window_seconds > 7 * 24 * 3600:
+            raise ValidationError({"batch_window_seconds": "At most 7 days (604800 seconds)."})
+        if self.batch_max_window_seconds is not None and self.batch_max_window_seconds < self.batch_window_seconds:
+            raise ValidationError({"batch_max_window_seconds": "At least the batch window."})
 
 
 class Preferences(models.Model):

@@ -16,6 +16,10 @@ class CategoryPolicy:
     daily_cap: int | None = None
     dedup_window_seconds: int = 3600
     list_unsubscribe: bool = False
+    batch_window_seconds: int = 0
+    batch_max_window_seconds: int | None = None
+    batch_max_items: int | None = None
+    batch_first_at_once: bool = False
 
     @classmethod
     def from_setting(cls, setting) -> "CategoryPolicy":
@@ -30,6 +34,10 @@ class CategoryPolicy:
             daily_cap=setting.daily_cap,
             dedup_window_seconds=setting.dedup_window_seconds,
             list_unsubscribe=setting.list_unsubscribe,
+            batch_window_seconds=setting.batch_window_seconds,
+            batch_max_window_seconds=setting.batch_max_window_seconds,
+            batch_max_items=setting.batch_max_items,
+            batch_first_at_once=setting.batch_first_at_once,
         )
 
     @property

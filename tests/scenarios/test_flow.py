@@ -161,3 +161,33 @@ def test_a_batch_of_notifications_is_routed_and_sent(api, live):
     ids = [r["id"] for r in response.json()["results"]]
     wait_for(lambda: Delivery.objects.filter(notification_id__in=ids, status="sent").count() == 30, 30, message="all sent")
     assert Delivery.objects.filter(notification_id__in=ids).count() == 30
+
+
+def test_likes_in_a_window_go_out_as_one_message_through_the_worker(api, recipient):
+    # given a batch template that names the actors
+    from templates_app.models import Template
+
+    Template.objects.create(name="liked", channel="in_app", title="Like", body="{{ actor }} liked your post")
+    Template.objects.create(name="liked_batch", channel="in_app", title="Likes",
+                            body="{{ batch.actors[0] }} and {{ batch.others }} others liked your post")
+
+    # when 30 likes arrive within a 2-second window
+    ids = []
+    for n in range(30):
+        response = api.post("/api/v1/notifications", {
+            "user_id": recipient.external_id, "type": "social", "template": "liked", "variables": {"actor": f"user{n}"},
+            "channels": ["in_app"], "batch_key": "post-7", "batch": {"window_seconds": 2}}, format="json")
+        assert response.status_code == 202, response.content
+        ids.append(response.json()["id"])
+
+    # then the worker holds them, beat closes the batch once, and one message is sent
+    detail = wait_for(lambda: (d := api.get(f"/api/v1/notifications/{ids[-1]}").json())["batch"]
+                      and d["batch"]["message"] and d, 30, message="the batch to close")
+    message = wait_for(lambda: (m := api.get(f"/api/v1/notifications/{detail['batch']['message']}").json())["status"] == "sent"
+                       and m, 30, message="the batch's message to be sent")
+    assert message["batch"]["items"] == 30
+    assert {api.get(f"/api/v1/notifications/{i}").json()["status"] for i in ids} == {"batched"}
+    from inbox.models import InboxItem
+
+    [item] = InboxItem.objects.filter(recipient=recipient)
+    assert item.body == "user0 and 29 others liked your post"

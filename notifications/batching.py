@@ -1,0 +1,142 @@
+"""Batching: notifications with the same person and batch key within a window go out as one message.
+
+An item is a stored row (`BatchItem`), never Redis-only state. Whether a batch takes an item or
+closes is decided by PostgreSQL alone:
+- collecting is one `INSERT … ON CONFLICT (person, key) WHERE state = 'open' DO UPDATE`: the
+  open batch takes the item, or a new batch opens. A batch reaching its item limit turns `full`
+  in the same statement, so the next item opens the next batch;
+- closing (`close_due`, from beat and when a batch fills) locks due batches with `FOR UPDATE
+  SKIP LOCKED` and, in the same transaction, creates each one's message (`Notification.batch`
+  is unique) and marks it closed. Two sweepers take different batches; a sweep killed or failing
+  mid-way rolls back whole and the next one redoes it; an item arriving meanwhile waits for the
+  lock, finds the batch no longer open, and starts the next batch.
+
+The message renders `<template>_batch` when that template exists (else the item's template), with
+the last item's variables and `batch`: its key, count, every item's variables, the first and
+last ten, and the distinct actors ("Ada and 19 others"). Routing then treats it like any other
+notification: preferences, quiet hours and caps apply to it as one message.
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+
+from core.publishing import publish
+from core.states import Status, move_all
+from notifications.models import Batch, BatchItem, Notification, Outbox
+from notifications.states import NOTIFICATION_TRANSITIONS
+from preferences import store as preference_store
+
+log = logging.getLogger(__name__)
+
+MAX_WINDOW_SECONDS = 7 * 24 * 3600
+CLOSE_BATCHES_TASK = "notifications.tasks.close_batches"
+
+
+@dataclass(frozen=True)
+class BatchRule:
+    key: str
+    window_seconds: int
+    max_window_seconds: int | None  # set: a sliding window, never past this after the first item
+    max_items: int | None
+    first_at_once: bool
+
+
+def rule_for(notification: Notification) -> BatchRule | None:
+    """How `notification` is batched: its own `batch_policy`, else its category's; None if it is not."""
+    if notification.batch_id is not None:
+        return None  # a batch's own message
+    policy = preference_store.policy_for(notification.type, preference_store.category_policies())
+    if policy.required:
+        return None
+    own = notification.batch_policy or {}
+    window = own.get("window_seconds", policy.batch_window_seconds)
+    if not window:
+        return None
+    return BatchRule(
+        key=f"{notification.type}:{notification.template_name}:{notification.batch_key}",
+        window_seconds=window,
+        max_window_seconds=own.get("max_window_seconds", policy.batch_max_window_seconds if "window_seconds" not in own else None),
+        max_items=own.get("max_items", policy.batch_max_items if "window_seconds" not in own else None),
+        first_at_once=own.get("first_at_once", policy.batch_first_at_once if "window_seconds" not in own else False),
+    )
+
+
+COLLECT_SQL = """
+INSERT INTO notifications_batch AS b (recipient_id, key, type, priority, template_name, requested_channels, state,
+    opened_at, closes_at, latest_close_at, window_seconds, sliding, max_items, count)
+VALUES (%(recipient)s, %(key)s, %(type)s, %(priority)s, %(template)s, %(channels)s::jsonb,
+    CASE WHEN %(max_items)s::integer <= 1 THEN 'full' ELSE 'open' END,
+    %(now)s, %(closes_at)s, %(latest)s, %(window)s, %(sliding)s, %(max_items)s, 1)
+ON CONFLICT (recipient_id, key) WHERE state = 'open' DO UPDATE SET
+    count = b.count + 1,
+    closes_at = CASE WHEN b.sliding THEN LEAST(%(now)s + make_interval(secs => b.window_seconds), b.latest_close_at)
+                ELSE b.closes_at END,
+    state = CASE WHEN b.max_items IS NOT NULL AND b.count + 1 >= b.max_items THEN 'full' ELSE 'open' END
+RETURNING b.id, b.count, b.state, (xmax = 0) AS opened
+"""
+
+
+def collect(notifications: list[Notification], rules: dict, claimed_at: datetime, now: datetime) -> tuple[list, set]:
+    """Put each notification (held by this routing claim) into its batch. Returns those to route
+    now (the first of a batch that sends its first item at once) and the ids held as items."""
+    route_now, items, full = [], [], False
+    with transaction.atomic():
+        ours = set(Notification.objects.select_for_update().filter(
+            pk__in=[n.pk for n in notifications], status=Status.ROUTING, status_changed_at=claimed_at,
+        ).values_list("pk", flat=True))
+        with connection.cursor() as cursor:
+            for notification in sorted(notifications, key=lambda n: n.created_at):  # items in the order they came
+                if notification.pk not in ours:
+                    continue  # taken over by another router since the claim
+                rule = rules[notification.pk]
+                cursor.execute(COLLECT_SQL, {
+                    "recipient": notification.recipient_id, "key": rule.key[:300], "type": notification.type,
+                    "priority": notification.priority, "template": notification.template_name,
+                    "channels": json.dumps(notification.requested_channels or []), "now": now,
+                    "closes_at": now + timedelta(seconds=rule.window_seconds),
+                    "latest": now + timedelta(seconds=rule.max_window_seconds or rule.window_seconds),
+                    "window": rule.window_seconds, "sliding": rule.max_window_seconds is not None,
+                    "max_items": rule.max_items,
+                })
+                batch_id, count, state, opened = cursor.fetchone()
+                if opened and rule.first_at_once:
+                    # The first goes out now; the batch waits, empty, for what follows in its window.
+                    Batch.objects.filter(pk=batch_id).update(count=0, state=Batch.State.OPEN)
+                    route_now.append(notification)
+                    continue
+                items.append(BatchItem(batch_id=batch_id, notification_id=notification.pk, position=count, added_at=now))
+                full = full or state == Batch.State.FULL
+        BatchItem.objects.bulk_create(items)
+        held = [item.notification_id for item in items]
+        move_all(Notification.objects.filter(pk__in=held), NOTIFICATION_TRANSITIONS, Status.BATCHED,
+                 sources={Status.ROUTING}, reason="batched", at=now)
+        Outbox.objects.filter(notification_id__in=held).delete()
+        if full:
+            transaction.on_commit(wake_closer)
+    return route_now, set(held)
+
+
+def wake_closer() -> None:
+    """A full batch is closed now rather than at the next sweep (the sweep closes it if this is lost)."""
+    try:
+        publish(CLOSE_BATCHES_TASK, [], queue="high")
+    except Exception as exc:
+        log.warning("could not wake the batch closer: %s", exc)
+
+
+def describe(notification: Notification) -> dict | None:
+    """What the notification's API view says about batching: an item's batch, or a message's items."""
+    if notification.batch_id is not None:
+        return {"role": "message", "batch": notification.batch_id, "items": notification.batch.count}
+    item = BatchItem.objects.select_related("batch").filter(notification=notification).first()
+    if item is None:
+        return None
+    message = Notification.objects.filter(batch_id=item.batch_id).values_list("pk", flat=True).first()
+    return {"role": "item", "batch": item.batch_id, "state": item.batch.state, "position": item.position,
+            "closes_at": item.batch.closes_at.isoformat(), "message": str(message) if message else None,
+            "reason": "held to go out with the others of its batch key in one message"}
+
