@@ -1,4 +1,5 @@
-"""Batching: notifications with the same person and batch key within a window go out as one message.
+"""Batching and digests: notifications with the same person and batch key within a window, or of a
+category the person reads as a digest, go out as one message.
 
 An item is a stored row (`BatchItem`), never Redis-only state. Whether a batch takes an item or
 closes is decided by PostgreSQL alone:
@@ -28,7 +29,9 @@ from core.publishing import publish
 from core.states import Status, move_all
 from notifications.models import Batch, BatchItem, Notification, Outbox
 from notifications.states import NOTIFICATION_TRANSITIONS
+from preferences import digests
 from preferences import store as preference_store
+from preferences.snapshot import digest_schedule
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +46,25 @@ class BatchRule:
     max_window_seconds: int | None  # set: a sliding window, never past this after the first item
     max_items: int | None
     first_at_once: bool
+    closes_at: datetime | None = None  # a digest: due at its schedule's next moment, whatever the window
 
 
-def rule_for(notification: Notification) -> BatchRule | None:
-    """How `notification` is batched: its own `batch_policy`, else its category's; None if it is not."""
+DIGEST_PREFIX = "digest:"
+
+
+def rule_for(notification: Notification, now: datetime) -> BatchRule | None:
+    """How `notification` is held: in the person's digest for its category, else batched by its own
+    `batch_policy` or its category's; None if it is sent as it comes."""
     if notification.batch_id is not None:
-        return None  # a batch's own message
-    policy = preference_store.policy_for(notification.type, preference_store.category_policies())
+        return None  # a batch's (or digest's) own message
+    choices, policy = preference_store.load(notification.recipient_id, notification.type)
     if policy.required:
         return None
+    schedule = digest_schedule(choices, policy)
+    if schedule is not None:
+        due = digests.next_due(now, digests.DigestSchedule.from_dict(schedule), notification.recipient.timezone)
+        return BatchRule(key=f"{DIGEST_PREFIX}{notification.type}", window_seconds=max(1, int((due - now).total_seconds())),
+                         max_window_seconds=None, max_items=None, first_at_once=False, closes_at=due)
     own = notification.batch_policy or {}
     window = own.get("window_seconds", policy.batch_window_seconds)
     if not window:
@@ -97,8 +110,8 @@ def collect(notifications: list[Notification], rules: dict, claimed_at: datetime
                     "recipient": notification.recipient_id, "key": rule.key[:300], "type": notification.type,
                     "priority": notification.priority, "template": notification.template_name,
                     "channels": json.dumps(notification.requested_channels or []), "now": now,
-                    "closes_at": now + timedelta(seconds=rule.window_seconds),
-                    "latest": now + timedelta(seconds=rule.max_window_seconds or rule.window_seconds),
+                    "closes_at": rule.closes_at or now + timedelta(seconds=rule.window_seconds),
+                    "latest": rule.closes_at or now + timedelta(seconds=rule.max_window_seconds or rule.window_seconds),
                     "window": rule.window_seconds, "sliding": rule.max_window_seconds is not None,
                     "max_items": rule.max_items,
                 })

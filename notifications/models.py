@@ -135,6 +135,7 @@ class Batch(models.Model):
         FULL = "full"  # reached its item limit: closed by the next sweep, takes no more items
         CLOSED = "closed"
         EMPTY = "empty"  # closed with no item (the first was sent at once and nothing followed)
+        DROPPED = "dropped"  # a digest whose person turned its category off before it was due
 
     recipient = models.ForeignKey("preferences.Recipient", on_delete=models.CASCADE, related_name="batches")
     key = models.CharField(max_length=300)

@@ -174,8 +174,8 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
     )
     now = timezone.now()
     held: set = set()
-    with preference_store.read_ahead():  # the category settings, read once
-        rules = {n.pk: rule for n in notifications if (rule := batching.rule_for(n))}
+    with preference_store.read_ahead(n.recipient_id for n in notifications):
+        rules = {n.pk: rule for n in notifications if (rule := batching.rule_for(n, now))}
     if rules:  # items of a batch wait for it (notifications/batching.py); the rest are routed now
         route_now, held = batching.collect([n for n in notifications if n.pk in rules], rules, claimed_at, now)
         notifications = [n for n in notifications if n.pk not in rules] + route_now

@@ -6,7 +6,7 @@ from core.errors import ApiError
 from core.vocabulary import Channel, NotificationType
 from preferences.models import Preferences, Recipient
 from preferences.quiet_hours import InvalidQuietHours, check_window
-from preferences.snapshot import CategoryPolicy, Choices, category_channels, category_enabled
+from preferences.snapshot import CategoryPolicy, Choices, category_channels, category_enabled, digest_schedule
 from preferences.store import policy_for
 
 
@@ -22,6 +22,7 @@ def effective_document(recipient: Recipient, choices: Choices, policies: dict[st
             "required": policy.required,
             "opt_in": policy.opt_in,
             "unsubscribed_at": chosen.unsubscribed_at,
+            "digest": digest_schedule(choices, policy),
             "respects_quiet_hours": policy.respects_quiet_hours,
             "frequency_caps": {"hourly": policy.hourly_cap, "daily": policy.daily_cap},
         }
@@ -55,6 +56,9 @@ def check_required_categories(data: dict, policies: dict[str, CategoryPolicy]) -
         if chosen.get("channels") is not None:
             raise ApiError(400, "required_category", f"{name} notifications always use their default channels.",
                            f"categories.{name}.channels")
+        if chosen.get("digest") is not None:
+            raise ApiError(400, "required_category", f"{name} notifications are sent at once, never in a digest.",
+                           f"categories.{name}.digest")
 
 
 def apply(row: Preferences, recipient: Recipient, data: dict, *, replace: bool) -> bool:

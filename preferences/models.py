@@ -6,6 +6,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 from core.vocabulary import Channel, NotificationType
+from preferences import digests
 
 E164 = RegexValidator(r"\A\+[1-9]\d{1,14}\Z", "Phone numbers must be in E.164 form, e.g. +14155550123.")
 USER_ID = RegexValidator(r"\A[A-Za-z0-9_.@:+-]{1,255}\Z", "Use 1-255 letters, digits or _ . @ : + -")
@@ -116,6 +117,10 @@ class CategorySetting(models.Model):
         null=True, blank=True, help_text="Sliding window: each item extends the window, but never past this after the first.")
     batch_max_items = models.PositiveIntegerField(null=True, blank=True, help_text="Close the batch at once at this many items.")
     batch_first_at_once = models.BooleanField(default=False, help_text="Send the first item at once; batch what follows.")
+    digest = models.JSONField(
+        null=True, blank=True, help_text='Default digest for people who chose none, e.g. {"frequency": "daily", '
+                                         '"time": "09:00"}, {"frequency": "weekly", "weekday": "monday", "time": "08:00"}, '
+                                         '{"frequency": "monthly", "day": 1, "time": "09:00"}; empty = sent as they come.')
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -137,6 +142,12 @@ class CategorySetting(models.Model):
             raise ValidationError({"batch_window_seconds": "A required category is sent at once, never batched."})
         if self.batch_window_seconds > 7 * 24 * 3600:
             raise ValidationError({"batch_window_seconds": "At most 7 days (604800 seconds)."})
+        if self.digest:
+            if self.required:
+                raise ValidationError({"digest": "A required category is sent at once, never digested."})
+            problem = next(iter(digests.problems(self.digest)), None)
+            if problem:
+                raise ValidationError({"digest": f"{problem[0] or 'digest'}: {problem[1]}"})
         if self.batch_max_window_seconds is not None and self.batch_max_window_seconds < self.batch_window_seconds:
             raise ValidationError({"batch_max_window_seconds": "At least the batch window."})
 

@@ -4,6 +4,7 @@ from rest_framework import serializers
 from core import network
 from core.serializers import StrictSerializer, choice
 from core.vocabulary import Channel, NotificationType
+from preferences import digests
 from preferences.models import E164, LOCALE, Device, Recipient, validate_timezone
 
 
@@ -82,8 +83,23 @@ class QuietHoursRequest(Strict):
     timezone = serializers.CharField(required=False, max_length=64, validators=[iana_timezone])
 
 
+class DigestField(serializers.JSONField):
+    """A digest schedule (preferences/digests.py), `{"frequency": "off"}`, or null for the category default."""
+
+    def to_internal_value(self, data):
+        data = super().to_internal_value(data)
+        if data is not None:
+            for field, message in digests.problems(data)[:1]:
+                raise serializers.ValidationError({field: [message]} if field else [message])
+        return data
+
+
 class CategoryChoiceRequest(Strict):
     enabled = serializers.BooleanField(required=False, allow_null=True, help_text="null: the category default.")
+    digest = DigestField(required=False, allow_null=True, help_text=(
+        'Collect this category into a digest instead of sending each: {"frequency": "daily" | "weekly" | "monthly", '
+        '"time": "HH:MM" (local), "weekday": "monday"… (weekly), "day": 1–31 (monthly)}; {"frequency": "off"} sends '
+        'each at once; null: the category default.'))
     channels = serializers.ListField(
         child=serializers.CharField(), required=False, allow_null=True, help_text="null: the category's default channels."
     )
@@ -125,6 +141,7 @@ class CategoryView(serializers.Serializer):
     required = serializers.BooleanField()
     opt_in = serializers.BooleanField()
     unsubscribed_at = serializers.DateTimeField(allow_null=True)
+    digest = serializers.JSONField(allow_null=True)
     respects_quiet_hours = serializers.BooleanField()
     frequency_caps = serializers.DictField(child=serializers.IntegerField(allow_null=True))
 

@@ -20,6 +20,7 @@ class CategoryPolicy:
     batch_max_window_seconds: int | None = None
     batch_max_items: int | None = None
     batch_first_at_once: bool = False
+    digest: dict | None = None  # the category's default digest schedule (preferences/digests.py)
 
     @classmethod
     def from_setting(cls, setting) -> "CategoryPolicy":
@@ -38,6 +39,7 @@ class CategoryPolicy:
             batch_max_window_seconds=setting.batch_max_window_seconds,
             batch_max_items=setting.batch_max_items,
             batch_first_at_once=setting.batch_first_at_once,
+            digest=setting.digest or None,
         )
 
     @property
@@ -50,6 +52,7 @@ class CategoryChoice:
     enabled: bool | None = None  # None: the category default (on, or off for opt-in categories)
     channels: tuple[str, ...] | None = None  # None: the category's default channels
     unsubscribed_at: str | None = None  # set by an unsubscribe link; cleared by an explicit opt-in
+    digest: dict | None = None  # None: the category default; {"frequency": "off"}: sent at once
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ def _category_choice(raw: dict) -> CategoryChoice:
         enabled=raw.get("enabled"),
         channels=tuple(channels) if channels is not None else None,
         unsubscribed_at=raw.get("unsubscribed_at"),
+        digest=raw.get("digest"),
     )
 
 
@@ -125,3 +129,13 @@ def opted_out_reason(choices: Choices, policy: CategoryPolicy, channel: str) -> 
     if chosen.channels is not None and channel not in chosen.channels:
         return "opted_out"
     return None
+
+
+def digest_schedule(choices: Choices, policy: CategoryPolicy) -> dict | None:
+    """The digest this person's notifications of the category go to, or None (sent as they come).
+    A required category is never digested."""
+    if policy.required:
+        return None
+    chosen = choices.category(policy.category).digest
+    schedule = chosen if chosen is not None else policy.digest
+    return None if not schedule or schedule.get("frequency") == "off" else schedule

@@ -226,3 +226,63 @@ def test_a_required_category_is_never_batched_even_when_the_sender_asks(person):
         pass
 
     assert not Batch.objects.exists() and Notification.objects.get().status == "sending"
+
+
+def digest_person(api, zone="Europe/Berlin", **digest):
+    person = make_recipient("d1", timezone=zone)
+    Template.objects.create(name="social_digest", channel="in_app", title="Your day",
+                            body="{{ digest.count }} things happened")
+    etag = api.get("/api/v1/users/d1/preferences")["ETag"]
+    response = api.patch("/api/v1/users/d1/preferences", {"categories": {"social": {"digest": {
+        "frequency": "daily", "time": "09:00", **digest}}}}, format="json", HTTP_IF_MATCH=etag)
+    assert response.status_code == 200, response.content
+    return person
+
+
+def post_social(n: int) -> None:
+    body = {"user_id": "d1", "type": "social", "template": "liked", "variables": {"actor": f"user{n}"}, "channels": ["in_app"]}
+    accept_notification(body, raw_payload=body, api_key=None, idempotency_key=None)
+
+
+def test_a_daily_digest_collects_the_category_until_nine_local_and_goes_out_once(api, person):
+    digest_person(api)
+    for n in range(3):
+        post_social(n)
+    route_all()
+
+    batch = Batch.objects.get(key="digest:social")
+    berlin = batch.closes_at.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin"))
+    assert (berlin.hour, berlin.minute, batch.count) == (9, 0, 3)
+    assert 0 < (batch.closes_at - timezone.now()).total_seconds() <= 24 * 3600
+    assert close_now() == 1
+    [message] = messages()
+    assert (message.template_name, message.variables["digest"]["count"]) == ("social_digest", 3)
+    assert api.get("/api/v1/users/d1/preferences").json()["categories"]["social"]["digest"]["time"] == "09:00"
+
+
+def test_turning_the_category_off_mid_period_drops_the_digest(api, person):
+    digest_person(api)
+    post_social(1)
+    route_all()
+    etag = api.get("/api/v1/users/d1/preferences")["ETag"]
+    api.patch("/api/v1/users/d1/preferences", {"categories": {"social": {"enabled": False}}}, format="json", HTTP_IF_MATCH=etag)
+
+    close_now()
+
+    assert Batch.objects.get().state == "dropped" and not messages()
+
+
+@pytest.mark.parametrize(("category", "digest", "field"), [
+    ("social", {"frequency": "daily", "time": "9am"}, "categories.social.digest.time"),
+    ("social", {"frequency": "weekly", "time": "09:00", "weekday": "funday"}, "categories.social.digest.weekday"),
+    ("social", {"frequency": "monthly", "time": "09:00", "day": 0}, "categories.social.digest.day"),
+    ("security", {"frequency": "daily", "time": "09:00"}, "categories.security.digest"),
+])
+def test_bad_digest_choices_are_400_naming_the_field(api, person, category, digest, field):
+    make_recipient("d2")
+    etag = api.get("/api/v1/users/d2/preferences")["ETag"]
+
+    response = api.patch("/api/v1/users/d2/preferences", {"categories": {category: {"digest": digest}}}, format="json",
+                         HTTP_IF_MATCH=etag)
+
+    assert (response.status_code, response.json()["error"]["field"]) == (400, field)

@@ -367,6 +367,7 @@ def test_ops_edit_a_category_in_admin_and_the_next_decision_follows(admin_client
         {
             "category": "reminder", "channels": ["push"], "quiet_hours_held_channels": ["push", "sms"],
             "respects_quiet_hours": "on", "hourly_cap": "1", "daily_cap": "", "dedup_window_seconds": "3600",
+            "batch_window_seconds": "0",
         },
     )
 

@@ -110,7 +110,8 @@ def test_someone_who_chose_nothing_gets_the_category_defaults(api):
     assert body["channels"] == {"email": True, "sms": True, "push": True, "in_app": True, "webhook": True}
     assert body["categories"]["security"] == {
         "enabled": True, "channels": ["push", "sms", "email"], "required": True, "opt_in": False,
-        "unsubscribed_at": None, "respects_quiet_hours": False, "frequency_caps": {"hourly": None, "daily": None},
+        "unsubscribed_at": None, "digest": None, "respects_quiet_hours": False,
+        "frequency_caps": {"hourly": None, "daily": None},
     }
     assert body["categories"]["marketing"]["enabled"] is False
     assert body["categories"]["marketing"]["frequency_caps"] == {"hourly": 2, "daily": 5}
