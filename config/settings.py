@@ -285,6 +285,7 @@ CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 # goes out at most once per HERALD_WAKE_SECONDS while one is pending (core/wake.py).
 HERALD_ROUTE_CHUNK = env_int("HERALD_ROUTE_CHUNK", 100)
 HERALD_FAN_OUT_CHUNK = env_int("HERALD_FAN_OUT_CHUNK", 1000)
+HERALD_BATCH_CLOSE_CHUNK = env_int("HERALD_BATCH_CLOSE_CHUNK", 200)
 # A campaign whose fan-out made no progress for this long is restarted by the resume sweep.
 HERALD_FAN_OUT_STALL_SECONDS = env_float("HERALD_FAN_OUT_STALL_SECONDS", 30.0)
 HERALD_WAKE_SECONDS = env_float("HERALD_WAKE_SECONDS", 1.0)

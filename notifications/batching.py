@@ -144,7 +144,10 @@ def wake_closer() -> None:
 def describe(notification: Notification) -> dict | None:
     """What the notification's API view says about batching: an item's batch, or a message's items."""
     if notification.batch_id is not None:
-        return {"role": "message", "batch": notification.batch_id, "items": notification.batch.count}
+        members = [str(pk) for pk in BatchItem.objects.filter(batch_id=notification.batch_id)
+                   .order_by("position").values_list("notification_id", flat=True)]
+        return {"role": "message", "batch": notification.batch_id, "key": notification.batch.key,
+                "items": len(members), "members": members}
     item = BatchItem.objects.select_related("batch").filter(notification=notification).first()
     if item is None:
         return None

@@ -9,7 +9,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from core.states import Status, transition
-from notifications import batch_closing, routing
+from notifications import batch_closing, batching, routing
 from notifications.lifecycle import refresh_notification_status
 from notifications.models import Notification, Outbox
 from notifications.states import NOTIFICATION_TRANSITIONS
@@ -92,9 +92,16 @@ def repair_lagging_notifications() -> int:
 
 @shared_task(autoretry_for=(DatabaseError,), retry_backoff=1, retry_backoff_max=30, retry_jitter=True, max_retries=5)
 def close_batches() -> int:
-    """Close every batch whose window has ended or that is full (each into one message, once)."""
-    closed = total = batch_closing.close_due()
-    while closed:  # a backlog (a burst of full batches) is worked through in chunks
-        closed = batch_closing.close_due()
+    """Close every batch whose window has ended or that is full (each into one message, once).
+
+    A backlog (a digest due for many people at the same minute) is worked through a chunk at a
+    time, and each full chunk wakes another closer first, so the worker's threads share it
+    (SKIP LOCKED keeps them on different batches).
+    """
+    total = 0
+    while True:
+        closed = batch_closing.close_due(settings.HERALD_BATCH_CLOSE_CHUNK)
         total += closed
-    return total
+        if closed < settings.HERALD_BATCH_CLOSE_CHUNK:
+            return total
+        batching.wake_closer()

@@ -95,6 +95,12 @@ def api(api_key):
 
 
 @pytest.fixture
+def no_worker(workers, broker):
+    """No worker running: for tests that route and send in-process, which a worker would race."""
+    workers.stop_all()
+
+
+@pytest.fixture
 def worker(workers, broker):
     """The running sandbox worker, for tests that stop or kill it."""
     return workers.use("sandbox")

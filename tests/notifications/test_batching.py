@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def person(broker):
+def person(no_worker):
     Template.objects.create(name="liked", channel="in_app", title="Like", body="{{ actor }} liked your post")
     Template.objects.create(name="liked_batch", channel="in_app", title="Likes",
                             body="{{ batch.actors[0] }} and {{ batch.others }} others liked your post ({{ batch.count }})")
@@ -65,7 +65,9 @@ def test_a_burst_of_1000_likes_becomes_one_message_listing_every_item(person):
     assert delivery.channel == "in_app"
     item = Notification.objects.get(variables={"actor": "user500"})
     assert batching.describe(item)["message"] == str(message.pk)
-    assert batching.describe(message) == {"role": "message", "batch": message.batch_id, "items": 1000}
+    described = batching.describe(message)
+    assert (described["role"], described["items"], described["key"]) == ("message", 1000, "social:liked:post-7")
+    assert described["members"][500] == str(item.pk)
 
 
 def test_first_at_once_sends_one_now_and_batches_the_other_999(person):
