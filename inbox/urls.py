@@ -8,6 +8,7 @@ urlpatterns = [
     path("api/v1/users/<str:user_id>/inbox-token", views.InboxTokenCreate.as_view()),
     path(api + "items", views.ItemList.as_view()),
     path(api + "items/<str:item_id>", views.ItemDetail.as_view()),
+    path(api + "items/<str:item_id>/batch", views.ItemBatch.as_view()),
     *[
         path(api + f"items/<str:item_id>/{action}", views.ItemAction.as_view(action_name=action))
         for action in views.ITEM_ACTIONS

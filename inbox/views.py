@@ -5,7 +5,8 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework import status as http
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -26,6 +27,7 @@ from inbox.serializers import (
     MarkAllResult,
 )
 from inbox.tokens import issue_token
+from notifications.models import BatchItem, Notification
 from preferences.models import Recipient
 
 # Inbox tokens travel in a header, never in cookies, so any site may call these endpoints:
@@ -158,6 +160,41 @@ class ItemDetail(InboxView):
         except items.ItemNotFound:
             raise not_found(item_id) from None
         return Response(status=http.HTTP_204_NO_CONTENT)
+
+
+class FirstItemsFirst(CursorPagination):
+    ordering = ("added_at", "position")
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 200
+
+
+BATCH_ITEM = inline_serializer("InboxBatchItem", many=True, fields={
+    "position": serializers.IntegerField(), "template": serializers.CharField(),
+    "variables": serializers.DictField(), "at": serializers.DateTimeField(),
+})
+
+
+class ItemBatch(InboxView):
+    pagination_class = FirstItemsFirst
+
+    @extend_schema(responses=BATCH_ITEM)
+    def get(self, request, item_id):
+        """Every item an inbox item gathered ("Ada and 999 others liked your post"), in the order they
+        came, a page at a time; empty for an item that was not a batch or digest."""
+        try:
+            item = items.get_item(self.recipient_id, parse_item_id(item_id))
+        except items.ItemNotFound:
+            raise not_found(item_id) from None
+        batch_id = Notification.objects.filter(pk=item.notification_id).values_list("batch_id", flat=True).first()
+        rows = BatchItem.objects.filter(batch_id=batch_id).select_related("notification") if batch_id else BatchItem.objects.none()
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response([
+            {"position": row.position, "template": row.notification.template_name,
+             "variables": row.notification.variables, "at": row.added_at}
+            for row in page
+        ])
 
 
 ITEM_ACTIONS = {

@@ -29,7 +29,7 @@ def close_due(limit: int = 100) -> int:
         if not batches:
             return 0
         items: dict[int, list[BatchItem]] = {batch.pk: [] for batch in batches}
-        for item in BatchItem.objects.filter(batch__in=batches).select_related("notification").order_by("batch", "position"):
+        for item in BatchItem.objects.filter(batch__in=batches).select_related("notification").order_by("batch", "added_at", "position"):
             items[item.batch_id].append(item)
         templates = set(Template.objects.filter(
             name__in={f"{b.template_name}_batch" for b in batches} | {f"{b.type}_digest" for b in batches},

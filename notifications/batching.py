@@ -121,7 +121,9 @@ def collect(notifications: list[Notification], rules: dict, claimed_at: datetime
                     Batch.objects.filter(pk=batch_id).update(count=0, state=Batch.State.OPEN)
                     route_now.append(notification)
                     continue
-                items.append(BatchItem(batch_id=batch_id, notification_id=notification.pk, position=count, added_at=now))
+                # added_at is when the item came in: concurrent routers may number them out of that order
+                items.append(BatchItem(batch_id=batch_id, notification_id=notification.pk, position=count,
+                                       added_at=notification.created_at))
                 full = full or state == Batch.State.FULL
         BatchItem.objects.bulk_create(items)
         held = [item.notification_id for item in items]
@@ -145,7 +147,7 @@ def describe(notification: Notification) -> dict | None:
     """What the notification's API view says about batching: an item's batch, or a message's items."""
     if notification.batch_id is not None:
         members = [str(pk) for pk in BatchItem.objects.filter(batch_id=notification.batch_id)
-                   .order_by("position").values_list("notification_id", flat=True)]
+                   .order_by("added_at", "position").values_list("notification_id", flat=True)]
         return {"role": "message", "batch": notification.batch_id, "key": notification.batch.key,
                 "items": len(members), "members": members}
     item = BatchItem.objects.select_related("batch").filter(notification=notification).first()

@@ -172,4 +172,4 @@ class BatchItem(models.Model):
     added_at = models.DateTimeField()
 
     class Meta:
-        ordering = ["batch", "position"]
+        ordering = ["batch", "added_at", "position"]

@@ -191,3 +191,13 @@ def test_likes_in_a_window_go_out_as_one_message_through_the_worker(api, recipie
 
     [item] = InboxItem.objects.filter(recipient=recipient)
     assert item.body == "user0 and 29 others liked your post"
+    # and the person pages through all 30 from their inbox
+    token = api.post(f"/api/v1/users/{recipient.external_id}/inbox-token", {}, format="json").json()["token"]
+    from rest_framework.test import APIClient
+
+    reader = APIClient()
+    reader.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    first = reader.get(f"/api/v1/inbox/items/{item.pk}/batch?limit=20").json()
+    second = reader.get(first["next"]).json()
+    actors = [row["variables"]["actor"] for row in first["results"] + second["results"]]
+    assert actors == [f"user{n}" for n in range(30)] and second["next"] is None
