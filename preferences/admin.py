@@ -66,6 +66,7 @@ class CategorySettingAdmin(admin.ModelAdmin):
         ("Quiet hours", {"fields": ["respects_quiet_hours", "quiet_hours_held_channels"]}),
         ("Limits", {"fields": ["hourly_cap", "daily_cap", "dedup_window_seconds"]}),
         ("Batching", {"fields": ["batch_window_seconds", "batch_max_window_seconds", "batch_max_items", "batch_first_at_once"]}),
+        ("Digest", {"fields": ["digest"]}),
     ]
 
     def has_delete_permission(self, request, obj=None):

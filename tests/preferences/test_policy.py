@@ -399,3 +399,19 @@ def test_the_admin_pages_for_people_and_categories_render(admin_client):
 
     assert admin_client.get("/admin/preferences/categorysetting/").status_code == 200
     assert admin_client.get(f"/admin/preferences/recipient/{recipient.pk}/change/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_ops_set_a_categorys_default_digest_in_admin_and_a_bad_one_is_refused(admin_client):
+    setting, _ = CategorySetting.objects.update_or_create(category="social", defaults={})
+    form = {"category": "social", "channels": ["push"], "quiet_hours_held_channels": ["push"], "dedup_window_seconds": "3600",
+            "batch_window_seconds": "0"}
+
+    bad = admin_client.post(f"/admin/preferences/categorysetting/{setting.pk}/change/",
+                            {**form, "digest": '{"frequency": "weekly", "time": "08:00", "weekday": "funday"}'})
+    good = admin_client.post(f"/admin/preferences/categorysetting/{setting.pk}/change/",
+                             {**form, "digest": '{"frequency": "weekly", "time": "08:00", "weekday": "monday"}'})
+
+    assert bad.status_code == 200 and "weekday" in bad.content.decode()
+    assert good.status_code == 302
+    assert CategorySetting.objects.get(pk=setting.pk).digest == {"frequency": "weekly", "time": "08:00", "weekday": "monday"}
