@@ -1,5 +1,4 @@
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -116,7 +115,7 @@ class NotificationView(serializers.ModelSerializer):
             "scheduled_at", "converted_at", "metadata", "status_history", "skipped_channels", "deliveries", "batch",
         ]
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(serializers.DictField(allow_null=True))
     def get_batch(self, notification) -> dict | None:
         """An item: its batch, why it waits and the message it went out in; a batch's message: its item count."""
         return batching.describe(notification)
