@@ -1,14 +1,17 @@
 """Batches closed by a real worker (and its beat) that is SIGKILLed while closing them."""
 
+import threading
 import time
 from collections import Counter
 
 import pytest
+from django.db import connection
 
 from inbox.models import InboxItem
 from notifications.models import Batch, Notification
 from preferences.models import Recipient
 from templates_app.models import Template
+from tests.scenarios.test_faults import database_refusing_connections
 from tests.services import wait_for
 
 PEOPLE = 200
@@ -20,16 +23,33 @@ def closing_worker(workers, broker, transactional_db):
     return workers.use("batching", {"HERALD_BATCH_CLOSE_CHUNK": "5", "HERALD_WORKER_CONCURRENCY": "4"})
 
 
+def likes(api, people: int, per_person: int, window: int = 2, prefix: str = "k") -> None:
+    Template.objects.get_or_create(name="liked", channel="in_app", defaults={"title": "Like", "body": "{{ actor }} liked your post"})
+    Recipient.objects.bulk_create([Recipient(external_id=f"{prefix}{n}") for n in range(people)], ignore_conflicts=True)
+    items = [{"user_id": f"{prefix}{n}", "type": "social", "template": "liked", "variables": {"actor": f"a{i}"},
+              "channels": ["in_app"], "batch_key": "post", "batch": {"window_seconds": window}}
+             for i in range(per_person) for n in range(people)]
+    response = api.post("/api/v1/notifications/batch", {"notifications": items}, format="json")
+    assert response.status_code == 202 and response.json()["accepted"] == people * per_person
+
+
+def assert_each_item_sent_once(people: int, prefix: str = "k") -> None:
+    """Every item is in exactly one batch, every batch became one sent message, and the inbox (the
+    provider) got exactly one item per message."""
+    messages = list(Notification.objects.filter(batch__isnull=False).select_related("recipient"))
+    items = Notification.objects.filter(template_name="liked", batch__isnull=True, status="batched").count()
+    assert sum(m.variables["batch"]["count"] for m in messages) == items
+    assert all(m.status == "sent" for m in messages)
+    assert set(Batch.objects.values_list("state", flat=True)) == {"closed"}
+    inbox = Counter(InboxItem.objects.values_list("recipient__external_id", flat=True))
+    assert inbox == Counter(m.recipient.external_id for m in messages)
+    assert set(inbox) == {f"{prefix}{n}" for n in range(people)}
+
+
 @pytest.mark.timeout(300)
 def test_a_worker_killed_while_closing_batches_leaves_every_item_in_exactly_one_sent_message(api, closing_worker):
     # given 200 people who each get three likes on their post within a 2-second window
-    Template.objects.create(name="liked", channel="in_app", title="Like", body="{{ actor }} liked your post")
-    Recipient.objects.bulk_create([Recipient(external_id=f"k{n}") for n in range(PEOPLE)])
-    items = [{"user_id": f"k{n}", "type": "social", "template": "liked", "variables": {"actor": f"a{i}"},
-              "channels": ["in_app"], "batch_key": "post", "batch": {"window_seconds": 2}}
-             for i in range(3) for n in range(PEOPLE)]
-    response = api.post("/api/v1/notifications/batch", {"notifications": items}, format="json")
-    assert response.status_code == 202 and response.json()["accepted"] == 3 * PEOPLE
+    likes(api, PEOPLE, 3)
     wait_for(lambda: Notification.objects.filter(status="batched").count() == 3 * PEOPLE, 60, message="every like batched")
 
     # when the windows end and the worker is SIGKILLed twice while it closes them
@@ -42,9 +62,52 @@ def test_a_worker_killed_while_closing_batches_leaves_every_item_in_exactly_one_
     # then every batch becomes exactly one message, with all three of its items, sent once
     wait_for(lambda: Notification.objects.filter(batch__isnull=False, status="sent").count() == PEOPLE, 120, 0.5,
              message="every batch's message sent")
-    messages = list(Notification.objects.filter(batch__isnull=False).select_related("recipient"))
-    assert Counter(m.recipient.external_id for m in messages) == {f"k{n}": 1 for n in range(PEOPLE)}
-    assert {m.variables["batch"]["count"] for m in messages} == {3}
-    assert set(Batch.objects.values_list("state", flat=True)) == {"closed"}
-    # and the inbox (the in-app provider) got one item per person
-    assert Counter(InboxItem.objects.values_list("recipient__external_id", flat=True)) == {f"k{n}": 1 for n in range(PEOPLE)}
+    assert {m.variables["batch"]["count"] for m in Notification.objects.filter(batch__isnull=False)} == {3}
+    assert_each_item_sent_once(PEOPLE)
+
+
+@pytest.mark.timeout(300)
+def test_a_database_outage_while_batches_close_loses_nothing_and_sends_each_once(api, closing_worker):
+    # given 100 people with two likes each, batched for two seconds
+    likes(api, 100, 2)
+    wait_for(lambda: Notification.objects.filter(status="batched").count() == 200, 60, message="every like batched")
+
+    # when PostgreSQL refuses the worker for three seconds just as the windows end
+    with database_refusing_connections():
+        time.sleep(3)
+
+    # then every batch still becomes exactly one sent message
+    wait_for(lambda: Notification.objects.filter(batch__isnull=False, status="sent").count() == 100, 120, 0.5,
+             message="every batch's message sent")
+    assert_each_item_sent_once(100)
+
+
+@pytest.mark.timeout(300)
+def test_likes_that_keep_arriving_while_batches_close_each_go_out_in_exactly_one_message(api, closing_worker):
+    # given likes for 20 people arriving for six seconds, with one-second windows
+    stop = threading.Event()
+
+    def keep_liking():
+        n = 0
+        try:
+            while not stop.is_set():
+                likes(api, 20, 1, window=1, prefix="c")
+                n += 1
+                time.sleep(0.2)
+        finally:
+            connection.close()
+
+    sender = threading.Thread(target=keep_liking)
+    sender.start()
+    time.sleep(6)
+    stop.set()
+    sender.join()
+    sent = Notification.objects.filter(template_name="liked", batch__isnull=True).count()
+
+    # then every like ends up batched and in exactly one sent message
+    wait_for(lambda: Notification.objects.filter(template_name="liked", batch__isnull=True, status="batched").count() == sent
+             and not Batch.objects.exclude(state="closed").exists()
+             and not Notification.objects.filter(batch__isnull=False).exclude(status="sent").exists(), 120, 0.5,
+             message="every like's batch closed and sent")
+    assert Batch.objects.count() > 20  # batches closed while likes kept coming, and later ones took them
+    assert_each_item_sent_once(20, prefix="c")
