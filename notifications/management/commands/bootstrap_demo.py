@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand
 
 from notifications.models import ApiKey, hash_api_key
 from preferences.models import Device, Recipient
-from templates_app.models import Template
+from templates_app import versions
+from templates_app.models import MessageTemplate, Template
 
 DEMO_TEMPLATES = [
     {"channel": "email", "subject": "Welcome, {{ name }}!", "body": "Hi {{ name }}, welcome to Herald.",
@@ -17,7 +18,7 @@ DEMO_TEMPLATES = [
     {"channel": "push", "title": "Welcome", "body": "Hi {{ name }}, welcome to Herald."},
     {"channel": "in_app", "title": "Welcome", "body": "Hi {{ name }}, welcome to Herald."},
 ]
-SCHEMA = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+SCHEMA = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "examples": ["Ada"]}}}
 
 
 def local_secret(filename: str, make) -> tuple[str, bool]:
@@ -52,9 +53,11 @@ class Command(BaseCommand):
             external_id="demo-user", defaults={"email": "demo@example.com", "phone": "+14155550100"}
         )
         Device.objects.get_or_create(token="demo-device-token", defaults={"recipient": recipient, "platform": "android"})
-        for variant in DEMO_TEMPLATES:
-            Template.objects.get_or_create(name="welcome", channel=variant["channel"], locale="en",
-                                           defaults={**variant, "variables_schema": SCHEMA})
+        if not MessageTemplate.objects.filter(name="welcome").exists() and not Template.objects.filter(name="welcome").exists():
+            # Version 1 of the demo template, so that admin shows its history, preview and diff from the start.
+            draft = versions.create_draft("welcome", contents=[{"locale": "en", **variant} for variant in DEMO_TEMPLATES],
+                                          variables_schema=SCHEMA, category="transaction", note="The demo's template.")
+            versions.publish("welcome", draft.number)
 
         base = settings.PUBLIC_BASE_URL
         self.stdout.write(f"""
