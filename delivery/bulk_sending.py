@@ -32,7 +32,7 @@ from delivery.composing import addresses, build_message, render_content
 from delivery.models import Delivery, DeliveryAttempt
 from delivery.outcomes import expires_at
 from delivery.providers import Outcome, OutgoingMessage, SendResult, get_provider, provider_names
-from delivery.sending import call_provider_with, in_flight
+from delivery.sending import SKIPPED_CODES, call_provider_with, in_flight
 from preferences import store as preference_store
 from templates_app.rendering import RenderError
 
@@ -187,9 +187,6 @@ def start_attempts(calls: list[tuple], claimed_at: datetime) -> dict:
             "claim": claimed_at, "now": timezone.now(),
         })
         return dict(cursor.fetchall())
-
-
-SKIPPED_CODES = {ErrorCode.CIRCUIT_OPEN, ErrorCode.RATE_LIMITED_LOCALLY, ErrorCode.PROVIDER_BUSY}
 
 
 def record_answers(answered: list[Answered], claimed_at: datetime) -> list[Answered]:

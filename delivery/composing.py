@@ -85,6 +85,7 @@ def with_unsubscribe_footer(content: dict, url: str, category: str) -> dict:
 
 def build_message(delivery: Delivery, to: list[str]) -> OutgoingMessage:
     notification = delivery.notification
+    headers = email_headers(delivery)
     return OutgoingMessage(
         delivery_id=str(delivery.pk),
         channel=delivery.channel,
@@ -95,19 +96,20 @@ def build_message(delivery: Delivery, to: list[str]) -> OutgoingMessage:
         notification_id=str(notification.pk),
         notification_type=notification.type,
         metadata=notification.metadata,
-        headers=email_headers(delivery),
-        personal=personal_values(delivery),
+        headers=headers,
+        personal=personal_values(delivery, headers),
     )
 
 
-def personal_values(delivery: Delivery) -> dict[str, str]:
-    """What differs from person to person in an email's body, by the tag a shared body uses instead."""
+def personal_values(delivery: Delivery, headers: dict[str, str]) -> dict[str, str]:
+    """What differs from person to person in an email's body (their tracking token, and the
+    unsubscribe link its List-Unsubscribe header carries), by the tag a shared body uses instead."""
     if delivery.channel != Channel.EMAIL:
         return {}
     values = {tracking.DELIVERY_TAG: tracking.delivery_token(delivery.pk)}
-    notification = delivery.notification
-    if unsubscribe.list_unsubscribe_headers(notification.recipient, notification.type):
-        values[UNSUBSCRIBE_TAG] = unsubscribe.unsubscribe_url(notification.recipient, notification.type)
+    link = headers.get("List-Unsubscribe", "")
+    if link.startswith("<") and link.endswith(">"):
+        values[UNSUBSCRIBE_TAG] = link[1:-1]
     return values
 
 

@@ -239,6 +239,10 @@ def send(delivery: Delivery, deadline: float, claim_at: datetime) -> tuple[SendR
     return merge_push_results([r for r, _ in outcomes]), ",".join(sorted({name for _, name in outcomes if name}))
 
 
+# Results of a call that was never made: the attempt row says "skipped", nothing is journaled.
+SKIPPED_CODES = frozenset({ErrorCode.CIRCUIT_OPEN, ErrorCode.RATE_LIMITED_LOCALLY, ErrorCode.PROVIDER_BUSY})
+
+
 def send_with_failover(
     delivery: Delivery, message: OutgoingMessage, names: list[str], deadline: float, claim_at: datetime,
 ) -> tuple[SendResult, str]:
@@ -263,7 +267,7 @@ def send_with_failover(
             result = call_provider(name, message, deadline)
         finally:
             slot.release()
-        skipped = result.error_code in (ErrorCode.CIRCUIT_OPEN, ErrorCode.RATE_LIMITED_LOCALLY, ErrorCode.PROVIDER_BUSY)
+        skipped = result.error_code in SKIPPED_CODES
         if not skipped:  # the provider answered (or not): journal it before anything else
             journal.record_attempt(delivery.pk, claim_at, attempt.pk, result)
         DeliveryAttempt.objects.filter(pk=attempt.pk).update(

@@ -174,20 +174,21 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
     )
     now = timezone.now()
     held: set = set()
+    # One read of the chunk's preferences serves both the batching rules and the routing decisions.
     with preference_store.read_ahead(n.recipient_id for n in notifications):
         rules = {n.pk: rule for n in notifications if (rule := batching.rule_for(n, now))}
-    if rules:  # items of a batch wait for it (notifications/batching.py); the rest are routed now
-        route_now, held = batching.collect([n for n in notifications if n.pk in rules], rules, claimed_at, now)
-        notifications = [n for n in notifications if n.pk not in rules] + route_now
-    names = {n.template_name for n in notifications}
-    template_channels: dict[str, set[str]] = defaultdict(set)
-    for name, channel in Template.objects.filter(name__in=names).values_list("name", "channel"):
-        template_channels[name].add(channel)
-    versions = dict(MessageTemplate.objects.filter(name__in=names).values_list("name", "current_version"))
-    suppressed = suppressions({address for n in notifications for address in n.recipient.contact_addresses().values() if address})
-    arms = experiment_arms.arms_for([(n.recipient_id, n.recipient.external_id, n.template_name) for n in notifications])
-    exposures: dict = defaultdict(list)
-    with preference_store.read_ahead(n.recipient_id for n in notifications):
+        if rules:  # items of a batch wait for it (notifications/batching.py); the rest are routed now
+            route_now, held = batching.collect([n for n in notifications if n.pk in rules], rules, claimed_at, now)
+            notifications = [n for n in notifications if n.pk not in rules] + route_now
+        names = {n.template_name for n in notifications}
+        template_channels: dict[str, set[str]] = defaultdict(set)
+        for name, channel in Template.objects.filter(name__in=names).values_list("name", "channel"):
+            template_channels[name].add(channel)
+        versions = dict(MessageTemplate.objects.filter(name__in=names).values_list("name", "current_version"))
+        suppressed = suppressions({address for n in notifications for address in n.recipient.contact_addresses().values()
+                                   if address})
+        arms = experiment_arms.arms_for([(n.recipient_id, n.recipient.external_id, n.template_name) for n in notifications])
+        exposures: dict = defaultdict(list)
         planned = {n.pk: plan(n, template_channels[n.template_name], suppressed, now, versions.get(n.template_name),
                               arms, exposures[n.pk])
                    for n in notifications}

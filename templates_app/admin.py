@@ -136,7 +136,7 @@ class TemplateVersionAdmin(admin.ModelAdmin):
         """Every channel × locale rendered with sample variables (the schema's, or the ones typed in)."""
         version = get_object_or_404(TemplateVersion.objects.select_related("template"), pk=pk)
         asked = request.POST if request.method == "POST" else request.GET  # a form posts: variables may span lines
-        sample = versions.sample_variables(version.variables_schema) if version.variables_schema else {}
+        sample = versions.sample_for(version)
         typed = asked.get("variables")
         problems = []
         if typed:
@@ -166,12 +166,17 @@ class TemplateVersionAdmin(admin.ModelAdmin):
                    "other": other, "others": others, "tables": tables, "opts": self.model._meta}
         return TemplateResponse(request, "admin/templates_app/version_diff.html", context)
 
-    def publish(self, request, pk):
+    def version_to_change(self, request, pk) -> TemplateVersion:
+        """The version a POSTed action changes or sends, if this user may change it."""
         if request.method != "POST":
             raise PermissionDenied
         version = get_object_or_404(TemplateVersion.objects.select_related("template"), pk=pk)
         if not self.has_change_permission(request, version):
             raise PermissionDenied
+        return version
+
+    def publish(self, request, pk):
+        version = self.version_to_change(request, pk)
         try:
             versions.publish(version.template.name, version.number)
         except ApiError as exc:
@@ -181,17 +186,13 @@ class TemplateVersionAdmin(admin.ModelAdmin):
         return redirect("admin:templates_app_templateversion_change", pk)
 
     def send_test(self, request, pk):
-        if request.method != "POST":
-            raise PermissionDenied
-        version = get_object_or_404(TemplateVersion.objects.select_related("template"), pk=pk)
-        if not self.has_change_permission(request, version):
-            raise PermissionDenied
+        version = self.version_to_change(request, pk)
         try:
             variables = json.loads(request.POST.get("variables") or "null")
         except ValueError:
             variables = None
         if not isinstance(variables, dict):
-            variables = versions.sample_variables(version.variables_schema) if version.variables_schema else {}
+            variables = versions.sample_for(version)
         try:
             notification_id = send_test_hook(version, request.POST.get("user_id", ""), variables)
         except (ApiError, ValidationError) as exc:

@@ -46,6 +46,12 @@ def sample_variables(schema: dict):
     return SAMPLE_OF_TYPE.get(kind, "sample")
 
 
+def sample_for(version: TemplateVersion) -> dict:
+    """Variables to preview or test `version` with: its schema's sample ({} without a schema)."""
+    sample = sample_variables(version.variables_schema) if version.variables_schema else {}
+    return sample if isinstance(sample, dict) else {}
+
+
 def content_problems(contents) -> list[tuple[str, str]]:
     """(field, message) for contents that cannot be saved: shape, duplicates, syntax."""
     if not isinstance(contents, list) or not contents:
@@ -84,8 +90,8 @@ def publish_problems(version: TemplateVersion) -> list[tuple[str, str]]:
         return problems
     if not version.variables_schema:
         return []  # nothing says which variables exist: compiling is all that can be checked
-    sample = sample_variables(version.variables_schema)
-    if not isinstance(sample, dict) or variable_errors(version.variables_schema, sample):
+    sample = sample_for(version)
+    if variable_errors(version.variables_schema, sample):
         return []  # no sample this schema accepts could be made up; give it `examples` to be checked
     for index, content in enumerate(version.contents):
         try:
