@@ -10,7 +10,7 @@ gets a second notification from one campaign.
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -18,11 +18,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.models import Campaign, Topic, TopicSubscription
+from core.errors import ApiError
 from core.publishing import publish
 from core.states import Status, initial_history
-from notifications.accept import insert_many_with_outbox
+from core.vocabulary import Priority
+from notifications import send_time
+from notifications.accept import check_template, find_recipients_and_variants, insert_many_with_outbox
 from notifications.models import Notification
 from notifications.routing import cancel_campaign, wake_routing
+from preferences import store as preference_store
 from preferences.models import Recipient
 
 log = logging.getLogger(__name__)
@@ -66,15 +70,18 @@ def fan_out_chunk(campaign_id) -> bool:
             log.info("campaign %s fanned out: %d notifications", campaign.pk, campaign.accepted)
             return False
         now = timezone.now()
-        notifications = [
-            Notification(
+        times = send_times(campaign, people, now) if campaign.send_at else {}
+        notifications = []
+        for recipient_id in people:
+            scheduled_at, reason = times.get(recipient_id, (None, None))
+            status = Status.SCHEDULED if scheduled_at else Status.PENDING
+            notifications.append(Notification(
                 recipient_id=recipient_id, type=campaign.type, priority=campaign.priority,
                 template_name=campaign.template_name, variables=campaign.variables, requested_channels=campaign.channels,
                 metadata=campaign.metadata, api_key_id=campaign.api_key_id, campaign_id=campaign.pk, created_at=now,
-                status=Status.PENDING, status_changed_at=now, status_history=initial_history(Status.PENDING, now),
-            )
-            for recipient_id in people
-        ]
+                status=status, status_changed_at=now, status_history=initial_history(status, now),
+                scheduled_at=scheduled_at, send_time=reason, schedule_id=campaign.schedule_id,
+            ))
         inserted = insert_many_with_outbox(notifications)
         for reason, count in skipped.items():
             campaign.skipped[reason] = campaign.skipped.get(reason, 0) + count
@@ -85,6 +92,62 @@ def fan_out_chunk(campaign_id) -> bool:
         if inserted:
             transaction.on_commit(lambda: wake_routing(campaign.priority))
     return True
+
+
+def send_times(campaign: Campaign, people: list[int], now) -> dict[int, tuple]:
+    """{person: (scheduled_at or None for at once, the reason)} for a campaign sent at each person's own time."""
+    zones = dict(Recipient.objects.filter(pk__in=people).values_list("pk", "timezone"))
+    spec = campaign.send_at
+    if "local_time" in spec:
+        return {pk: send_time.at_local_time(spec["local_time"], zones[pk], now) for pk in people}
+    if "local_datetime" in spec:
+        local = datetime.fromisoformat(spec["local_datetime"])
+        return {pk: send_time.at_local_datetime(local, zones[pk], now) for pk in people}
+    hours = send_time.engagement_hours(people, now)
+    default_hour = preference_store.policy_for(campaign.type, preference_store.category_policies()).default_send_hour
+    times = {}
+    for pk in people:
+        at, reason = send_time.optimal(hours.get(pk, {}), zones[pk], spec.get("window_hours", 24), default_hour, now)
+        times[pk] = (at if at > now else None, reason)
+    return times
+
+
+def check(data: dict, prefix: str = "") -> None:
+    """ApiError (its field under `prefix`) for an unknown topic or template, or variables the template does not accept."""
+    audience = data["audience"]
+    if "topic" in audience and not topic_exists(audience["topic"]):
+        raise ApiError(400, "unknown_topic", f"No topic {audience['topic']!r}.", f"{prefix}audience.topic")
+    _, variants = find_recipients_and_variants(set(), {data["template"]})
+    try:
+        check_template(data["template"], variants.get(data["template"], []), data.get("channels") or [], data.get("variables", {}))
+    except ApiError as exc:
+        exc.field = f"{prefix}{exc.field}" if exc.field else exc.field
+        raise
+
+
+def create(data: dict, api_key, schedule_id=None) -> Campaign:
+    """Check and store a campaign request (as CampaignRequest validated it); its fan-out starts after commit.
+
+    ApiError for an unknown topic or template, or variables the template does not accept.
+    """
+    check(data)
+    audience = data["audience"]
+    send_at = data.get("send_at")
+    if send_at == send_time.OPTIMAL:
+        send_at = {"optimal": True, "window_hours": data.get("send_window_hours") or 24}
+    elif send_at:
+        send_at = {"local_time": send_at}
+    else:
+        send_at = data.get("send_at_local") and {"local_datetime": data["send_at_local"]}
+    campaign = Campaign.objects.create(
+        # Bulk lanes unless the caller says otherwise: a campaign must not queue in front of a password reset.
+        name=data.get("name", ""), type=data["type"], priority=data.get("priority") or Priority.LOW,
+        template_name=data["template"], variables=data.get("variables", {}), channels=data.get("channels") or [],
+        metadata=data.get("metadata", {}), audience=audience, api_key=api_key, send_at=send_at or None,
+        schedule_id=schedule_id, targeted=len(audience["user_ids"]) if "user_ids" in audience else None,
+    )
+    transaction.on_commit(lambda: start(campaign.pk))
+    return campaign
 
 
 def next_slice(campaign: Campaign) -> tuple[list[int], dict[str, int], int]:

@@ -59,6 +59,11 @@ class Campaign(models.Model):
     targeted = models.IntegerField(null=True, blank=True, help_text="The audience's size, once known.")
     accepted = models.IntegerField(default=0, help_text="Notifications created.")
     skipped = models.JSONField(default=dict, blank=True, help_text="People not sent to, counted by reason.")
+    # When each person gets it, if not at once: {"local_time": "09:00"}, {"local_datetime": "2026-12-01T09:00"}
+    # (a schedule's occurrence in each person's own timezone) or {"optimal": true, "window_hours": 24}.
+    send_at = models.JSONField(null=True, blank=True)
+    # The recurring schedule that created it, if any (schedules/ sits above this app).
+    schedule_id = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["status", "progressed_at"], name="campaign_fan_out_progress")]

@@ -50,7 +50,7 @@ class CampaignView(serializers.ModelSerializer):
     class Meta:
         model = Campaign
         fields = ["id", "name", "type", "priority", "template", "status", "audience", "created_at", "fanned_out_at",
-                  "canceled_at", "targeted", "accepted", "skipped", "notifications"]
+                  "canceled_at", "targeted", "accepted", "skipped", "send_at", "notifications"]
 
     def get_audience(self, campaign) -> dict:
         """The topic or filter; for user ids, how many (the list itself can be 100,000 long)."""

@@ -17,8 +17,6 @@ from campaigns.serializers import CampaignRequest, CampaignView, SubscribersRequ
 from core.errors import ApiError
 from core.openapi import error
 from core.states import Status
-from core.vocabulary import Priority
-from notifications.accept import check_template, find_recipients_and_variants
 from notifications.models import Notification
 from preferences.models import Recipient
 
@@ -62,20 +60,7 @@ class CampaignCreate(APIView):
         too_many(request, "audience.user_ids", settings.HERALD_CAMPAIGN_MAX_USER_IDS)
         serializer = CampaignRequest(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        audience = data["audience"]
-        if "topic" in audience and not fanout.topic_exists(audience["topic"]):
-            raise ApiError(400, "unknown_topic", f"No topic {audience['topic']!r}.", "audience.topic")
-        _, variants = find_recipients_and_variants(set(), {data["template"]})
-        check_template(data["template"], variants.get(data["template"], []), data.get("channels") or [], data["variables"])
-        campaign = Campaign.objects.create(
-            # Bulk lanes unless the caller says otherwise: a campaign must not queue in front of a password reset.
-            name=data["name"], type=data["type"], priority=data.get("priority") or Priority.LOW,
-            template_name=data["template"], variables=data["variables"], channels=data.get("channels") or [],
-            metadata=data["metadata"], audience=audience, api_key=request.auth,
-            targeted=len(audience["user_ids"]) if "user_ids" in audience else None,
-        )
-        transaction.on_commit(lambda: fanout.start(campaign.pk))
+        campaign = fanout.create(serializer.validated_data, request.auth)
         return campaign_response(campaign, http.HTTP_202_ACCEPTED, headers={"Location": f"/api/v1/campaigns/{campaign.pk}"})
 
 

@@ -286,6 +286,10 @@ CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 HERALD_ROUTE_CHUNK = env_int("HERALD_ROUTE_CHUNK", 100)
 HERALD_FAN_OUT_CHUNK = env_int("HERALD_FAN_OUT_CHUNK", 1000)
 HERALD_BATCH_CLOSE_CHUNK = env_int("HERALD_BATCH_CLOSE_CHUNK", 200)
+HERALD_ESCALATION_CHUNK = env_int("HERALD_ESCALATION_CHUNK", 200)
+HERALD_SCHEDULE_CHUNK = env_int("HERALD_SCHEDULE_CHUNK", 50)
+# A schedule whose missed-occurrence policy is "skip" still sends an occurrence at most this late.
+HERALD_SCHEDULE_GRACE_SECONDS = env_float("HERALD_SCHEDULE_GRACE_SECONDS", 300.0)
 # A campaign whose fan-out made no progress for this long is restarted by the resume sweep.
 HERALD_FAN_OUT_STALL_SECONDS = env_float("HERALD_FAN_OUT_STALL_SECONDS", 30.0)
 HERALD_WAKE_SECONDS = env_float("HERALD_WAKE_SECONDS", 1.0)
@@ -322,6 +326,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.close_batches",
         "schedule": env_float("HERALD_BATCH_CLOSE_INTERVAL", 1.0),
         "options": {"queue": "high", "expires": 30},
+    },
+    # Escalation steps whose wait has ended (notifications/escalation.py): how late one can fire.
+    "escalate": {
+        "task": "notifications.tasks.escalate",
+        "schedule": env_float("HERALD_ESCALATION_INTERVAL", 1.0),
+        "options": {"queue": "critical", "expires": 10},
+    },
+    # Recurring schedules whose next occurrence has come (schedules/firing.py).
+    "fire-schedules": {
+        "task": "schedules.tasks.fire_due",
+        "schedule": env_float("HERALD_SCHEDULE_INTERVAL", 1.0),
+        "options": {"queue": "high", "expires": 10},
     },
     "resume-campaign-fan-outs": {
         "task": "campaigns.tasks.resume_fan_outs",
@@ -425,7 +441,7 @@ LOGGING = {
 }
 
 # --- In-app inbox (inbox/) ----------------------------------------------------------------
-INSTALLED_APPS += ["inbox", "campaigns", "experiments"]
+INSTALLED_APPS += ["inbox", "campaigns", "experiments", "schedules"]
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

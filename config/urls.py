@@ -25,6 +25,7 @@ urlpatterns = [
     path(api, include("delivery.urls")),
     path(api, include("campaigns.urls")),
     path(api, include("experiments.urls")),
+    path(api, include("schedules.urls")),
     path("", include("inbox.urls")),
     path(api + "users/<str:user_id>/notifications", notifications.RecipientNotifications.as_view()),
     path(api + "templates", templates.TemplateList.as_view()),

@@ -36,19 +36,23 @@ def claim(delivery_id, now: datetime) -> bool:
 
 
 def cancel_unsent(notification_ids) -> int:
-    """Cancel the deliveries of `notification_ids` (ids or a subquery) whose provider call has not started.
+    """Cancel the deliveries of `notification_ids` (ids or a subquery) whose provider call has not started."""
+    return cancel_unstarted(Delivery.objects.filter(notification_id__in=notification_ids))
+
+
+def cancel_unstarted(deliveries, reason: str = "canceled") -> int:
+    """Cancel those of `deliveries` (a queryset) whose provider call has not started; how many.
 
     Queued rows, and rows claimed in a chunk whose attempt has not begun. The claimed rows are
     locked first: an attempt begins by locking its row (start_attempt), so each either sees the
     other's work or waits for it, and a call never starts for a row canceled here.
     """
-    of_notifications = Delivery.objects.filter(notification_id__in=notification_ids)
     with transaction.atomic():
-        canceled = move_all(of_notifications, DELIVERY_TRANSITIONS, Status.CANCELED, sources={Status.QUEUED}, reason="canceled")
-        claimed = list(of_notifications.select_for_update().filter(status=Status.SENDING).values_list("pk", flat=True))
+        canceled = move_all(deliveries, DELIVERY_TRANSITIONS, Status.CANCELED, sources={Status.QUEUED}, reason=reason)
+        claimed = list(deliveries.select_for_update().filter(status=Status.SENDING).values_list("pk", flat=True))
         started = DeliveryAttempt.objects.filter(delivery_id__in=claimed, delivery__attempts=F("number")).values("delivery_id")
         canceled += move_all(Delivery.objects.filter(pk__in=claimed).exclude(pk__in=started), DELIVERY_TRANSITIONS,
-                             Status.CANCELED, sources={Status.SENDING}, reason="canceled")
+                             Status.CANCELED, sources={Status.SENDING}, reason=reason)
     return canceled
 
 

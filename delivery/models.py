@@ -50,6 +50,8 @@ class Delivery(models.Model):
     error_message = models.TextField(blank=True)
     # Set on a delivery created because another channel could not reach the person.
     fallback_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="fallbacks")
+    # Set on a delivery an escalation step created: that step's position in the notification's workflow.
+    escalation_step = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "deliveries"

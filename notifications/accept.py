@@ -21,10 +21,13 @@ from psycopg.errors import ForeignKeyViolation
 from core import bulk
 from core.errors import ApiError
 from core.states import Status, initial_history
+from notifications import send_time
 from notifications.auth import forget_api_key
 from notifications.models import ApiKey, Notification, Outbox
 from notifications.policy import default_priority
 from notifications.routing import wake_routing
+from preferences import escalation as escalation_steps
+from preferences import store as preference_store
 from preferences.models import Recipient
 from templates_app.models import Template
 from templates_app.variables import variable_errors
@@ -67,7 +70,7 @@ def accept_many(items: list[tuple[dict, dict, str | None]], *, api_key: ApiKey |
     results: list[Accepted | ApiError] = []
     for data, raw, key in items:
         recipient = recipients.get(data["user_id"])
-        found = (*recipient, variants.get(data["template"], [])) if recipient else None
+        found = (*recipient[:2], variants.get(data["template"], []), recipient[2]) if recipient else None
         try:
             notification = prepare(data, found, raw_payload=raw, api_key=api_key, idempotency_key=key)
         except ApiError as exc:
@@ -98,12 +101,15 @@ def prepare(data: dict, found: tuple | None, *, raw_payload: dict, api_key: ApiK
     """The notification to store for `data`; ApiError if it cannot be accepted."""
     if found is None:
         raise ApiError(404, "unknown_user", f"No user {data['user_id']!r}; create it with PUT /api/v1/users/{{user_id}}.", "user_id")
-    recipient_id, is_active, variants = found
+    recipient_id, is_active, variants, zone_name = found
     if not is_active:
         raise ApiError(422, "user_inactive", f"User {data['user_id']!r} is deactivated.", "user_id")
     check_template(data["template"], variants, data.get("channels") or [], data.get("variables", {}))
+    check_escalation(data.get("escalation"), variants)
     now = timezone.now()
-    scheduled_at = data.get("scheduled_at")
+    scheduled_at, send_time = data.get("scheduled_at"), None
+    if data.get("send_at"):
+        scheduled_at, send_time = resolve_send_at(data, recipient_id, zone_name, now)
     status = Status.SCHEDULED if scheduled_at else Status.PENDING
     notification = Notification(
         recipient_id=recipient_id,
@@ -118,6 +124,9 @@ def prepare(data: dict, found: tuple | None, *, raw_payload: dict, api_key: ApiK
         metadata=data.get("metadata", {}),
         batch_key=data.get("batch_key", ""),
         batch_policy=dict(data["batch"]) if data.get("batch") else None,
+        send_time=send_time,
+        escalation=data.get("escalation"),
+        schedule_id=data.get("schedule_id"),
         api_key=api_key,
         created_at=now,
         status=status,
@@ -125,6 +134,26 @@ def prepare(data: dict, found: tuple | None, *, raw_payload: dict, api_key: ApiK
         status_history=initial_history(status, now),
     )
     return notification
+
+
+def resolve_send_at(data: dict, recipient_id: int, zone_name: str, now) -> tuple:
+    """(scheduled_at, send_time reason) for a request's `send_at`: a local time, or "optimal"."""
+    if data["send_at"] != send_time.OPTIMAL:
+        return send_time.at_local_time(data["send_at"], zone_name, now)
+    hours = send_time.engagement_hours([recipient_id], now).get(recipient_id, {})
+    default_hour = preference_store.policy_for(data["type"], preference_store.category_policies()).default_send_hour
+    at, reason = send_time.optimal(hours, zone_name, data.get("send_window_hours") or 24, default_hour, now)
+    return (at if at > now else None), reason
+
+
+def check_escalation(steps: list | None, variants: list[dict]) -> None:
+    """ApiError naming the field unless the request's escalation steps can run with this template."""
+    if not steps:
+        return
+    problems = escalation_steps.problems(steps, {v["channel"] for v in variants})
+    if problems:
+        field, message = problems[0]
+        raise ApiError(400, "invalid_escalation", message, f"escalation.{field}" if field else "escalation")
 
 
 def check_template(name: str, variants: list[dict], requested: list[str], variables: dict) -> None:
@@ -150,25 +179,25 @@ def lookup_sql() -> str:
     return (
         f'SELECT r."id", r."is_active", (SELECT coalesce(json_agg(json_build_object('
         f"'channel', t.\"channel\", 'schema', t.\"variables_schema\")), '[]'::json) "
-        f'FROM "{templates}" AS t WHERE t."name" = %s) FROM "{recipients}" AS r WHERE r."external_id" = %s'
+        f'FROM "{templates}" AS t WHERE t."name" = %s), r."timezone" FROM "{recipients}" AS r WHERE r."external_id" = %s'
     )
 
 
-def find_recipient_and_variants(user_id: str, template_name: str) -> tuple[int, bool, list[dict]] | None:
-    """(recipient id, active, the template's variants with their schemas), or None for an unknown user."""
+def find_recipient_and_variants(user_id: str, template_name: str) -> tuple[int, bool, list[dict], str] | None:
+    """(recipient id, active, the template's variants with their schemas, timezone), or None for an unknown user."""
     with connection.cursor() as cursor:
         cursor.execute(lookup_sql(), [template_name, user_id])
         return cursor.fetchone()
 
 
 def find_recipients_and_variants(user_ids: set[str], template_names: set[str]) -> tuple[dict, dict]:
-    """({user id: (recipient id, active)}, {template name: its variants with their schemas})."""
+    """({user id: (recipient id, active, timezone)}, {template name: its variants with their schemas})."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f'SELECT "external_id", "id", "is_active" FROM "{Recipient._meta.db_table}" WHERE "external_id" = ANY(%s)',
+            f'SELECT "external_id", "id", "is_active", "timezone" FROM "{Recipient._meta.db_table}" WHERE "external_id" = ANY(%s)',
             [list(user_ids)],
         )
-        recipients = {user_id: (pk, active) for user_id, pk, active in cursor.fetchall()}
+        recipients = {user_id: (pk, active, zone) for user_id, pk, active, zone in cursor.fetchall()}
         cursor.execute(
             f'SELECT "name", json_agg(json_build_object(\'channel\', "channel", \'schema\', "variables_schema")) '
             f'FROM "{Template._meta.db_table}" WHERE "name" = ANY(%s) GROUP BY "name"',

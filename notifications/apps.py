@@ -8,9 +8,11 @@ class NotificationsConfig(AppConfig):
     def ready(self):
         from core import personal_data as registry
         from delivery import signals
-        from notifications import lifecycle, personal_data, routing
+        from notifications import escalation, lifecycle, personal_data, routing
         from templates_app import admin as templates_admin
 
+        # Escalation first: it may wait on a step the sweep is firing, so it runs before the roll-up writes the notification.
+        signals.delivery_moved.connect(escalation.on_delivery_moved, dispatch_uid="notifications-escalation")
         signals.delivery_moved.connect(lifecycle.on_delivery_moved, dispatch_uid="notifications-roll-up")
         signals.deliveries_sent.connect(lifecycle.on_deliveries_sent, dispatch_uid="notifications-roll-up-chunk")
         signals.delivery_cannot_reach.connect(routing.on_delivery_cannot_reach, dispatch_uid="notifications-fall-back")

@@ -2,7 +2,7 @@
 
 from core.states import Status, move_all, transition
 from delivery.models import Delivery
-from notifications.models import Notification
+from notifications.models import Notification, WorkflowStep
 from notifications.states import NOTIFICATION_TRANSITIONS
 
 FAILED_STATES = {Status.FAILED, Status.BOUNCED, Status.CANCELED}
@@ -37,6 +37,9 @@ def refresh_notification_status(notification_id, delivery_status: str | None = N
         return
     statuses = list(Delivery.objects.filter(notification_id=notification_id).values_list("status", flat=True))
     target = overall_status(statuses)
+    if target in FAILED_STATES and WorkflowStep.objects.filter(
+            notification_id=notification_id, state__in=[WorkflowStep.State.WAITING, WorkflowStep.State.PLANNED]).exists():
+        return  # an escalation step may still reach the person
     if target:
         transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, target)
 

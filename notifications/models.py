@@ -39,6 +39,12 @@ class Notification(models.Model):
     # Set on the message a batch became: one per batch, however often its close is retried.
     batch = models.OneToOneField("notifications.Batch", null=True, blank=True, on_delete=models.PROTECT,
                                  related_name="message")
+    # Why it is sent when it is (a local time, or the hour the person engages most), if the sender asked.
+    send_time = models.JSONField(null=True, blank=True)
+    # Escalation steps given with the request, instead of its category's (preferences/escalation.py); [] = none.
+    escalation = models.JSONField(null=True, blank=True)
+    # The schedule and occurrence that created it, if any (schedules/ sits above this app).
+    schedule_id = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [
@@ -173,3 +179,45 @@ class BatchItem(models.Model):
 
     class Meta:
         ordering = ["batch", "added_at", "position"]
+
+
+class WorkflowStep(models.Model):
+    """One step of a notification's workflow: its first send, a fallback, or an escalation.
+
+    Escalation steps wait in order: the next one is `waiting` (due at `due_at`), the ones after
+    it `planned`. A sweep fires due steps (notifications/escalation.py); a read or delivery that
+    makes a step's condition false cancels it in the same transaction that records it.
+    """
+
+    class Kind(models.TextChoices):
+        SEND = "send"  # the channels routing chose
+        FALLBACK = "fallback"  # a channel could not reach the person, so the next one was tried
+        ESCALATION = "escalation"
+
+    class State(models.TextChoices):
+        PLANNED = "planned"  # waits for the step before it
+        WAITING = "waiting"  # fires at due_at if its condition still holds
+        DONE = "done"  # its deliveries were created
+        SKIPPED = "skipped"  # it fired, but none of its channels could be used (see detail)
+        CANCELED = "canceled"  # its condition stopped holding, or the notification was stopped
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="workflow_steps")
+    position = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    channels = models.JSONField(default=list)
+    condition = models.CharField(max_length=20, blank=True)
+    wait_seconds = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=10, choices=State.choices)
+    due_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=100, blank=True)
+    # The channels it skipped, with reasons.
+    detail = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["notification", "position"]
+        constraints = [models.UniqueConstraint(fields=["notification", "position"], name="one_workflow_step_per_position")]
+        indexes = [models.Index(fields=["due_at"], condition=models.Q(state="waiting"), name="workflow_step_due")]
+
+    def __str__(self) -> str:
+        return f"step {self.position} of {self.notification_id} ({self.state})"

@@ -21,8 +21,8 @@ from delivery.claims import cancel_unsent
 from delivery.models import Delivery, Suppression
 from delivery.publishing import wake_deliveries
 from experiments import assignment as experiment_arms
-from notifications import batching
-from notifications.models import Notification, Outbox
+from notifications import batching, escalation
+from notifications.models import Notification, Outbox, WorkflowStep
 from notifications.policy import choose_channels, fallback_order, unreachable_reason
 from notifications.states import NOTIFICATION_TRANSITIONS
 from preferences import policy as preference_policy
@@ -192,11 +192,17 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
         planned = {n.pk: plan(n, template_channels[n.template_name], suppressed, now, versions.get(n.template_name),
                               arms, exposures[n.pk])
                    for n in notifications}
+        workflows = {n.pk: rows for n in notifications
+                     if (rows := escalation.plan(n, [d.channel for d in planned[n.pk][0]], now))}
     # Deliveries, the decision record and the status move commit together: a crash leaves
     # the notifications in `routing`, to be taken over once their claim goes stale.
     with transaction.atomic():
-        moved = move_routed({pk: (deliveries, skipped) for pk, (deliveries, skipped) in planned.items()}, claimed_at, now)
+        moved = move_routed({pk: (deliveries, skipped) for pk, (deliveries, skipped) in planned.items()}, claimed_at, now,
+                            escalating=set(workflows))
         bulk.insert(Delivery, [d for pk in moved for d in planned[pk][0]])
+        WorkflowStep.objects.bulk_create([step for pk in moved for step in workflows.get(pk, ())])
+        if any(not planned[pk][0] for pk in moved & set(workflows)):
+            transaction.on_commit(escalation.wake)  # a first send that reached nobody escalates at once
         experiment_arms.record_exposures([exposure for pk in moved for exposure in exposures[pk]])
         Outbox.objects.filter(notification_id__in=moved).delete()
         lanes = {(d.channel, d.priority) for pk in moved for d in planned[pk][0] if d.held_until is None}
@@ -260,16 +266,21 @@ def current_version(template_name: str) -> int | None:
     return MessageTemplate.objects.filter(name=template_name).values_list("current_version", flat=True).first()
 
 
-def move_routed(plans: dict, claimed_at: datetime, now: datetime) -> set:
-    """Move each routed notification to sending (or failed, with nothing to send) in one statement; the ids moved."""
+def move_routed(plans: dict, claimed_at: datetime, now: datetime, escalating: set = frozenset()) -> set:
+    """Move each routed notification to sending (or failed, with nothing to send) in one statement; the ids moved.
+
+    One with nothing to send now but escalation steps to come is `sending`: its steps may still reach the person.
+    """
     if not plans:
         return set()
     ids, statuses, skips, entries = [], [], [], []
     for pk, (deliveries, skipped) in plans.items():
         held_out = not deliveries and skipped and all(s["reason"] == "experiment_holdout" for s in skipped)
-        target = Status.SENDING if deliveries else Status.CANCELED if held_out else Status.FAILED
+        target = (Status.SENDING if deliveries or (pk in escalating and not held_out)
+                  else Status.CANCELED if held_out else Status.FAILED)
         reason = "experiment_holdout" if held_out else "no_channel_to_send"
-        entry = {"status": target.value, "at": now.isoformat(), **({} if deliveries else {"reason": reason})}
+        entry = {"status": target.value, "at": now.isoformat(),
+                 **({} if deliveries else {"reason": "escalating" if target == Status.SENDING else reason})}
         ids.append(pk)
         statuses.append(target.value)
         skips.append(json.dumps(skipped))
@@ -331,6 +342,7 @@ def cancel_campaign(campaign_id) -> int:
                             sources={Status.PENDING, Status.SCHEDULED, Status.QUEUED, Status.ROUTING})
         Outbox.objects.filter(notification__campaign_id=campaign_id).delete()
         cancel_unsent(of_campaign.values("pk"))
+        escalation.cancel_open(of_campaign.values("pk"), "campaign_canceled")
         with connection.cursor() as cursor:
             cursor.execute(ALL_DELIVERIES_CANCELED_SQL, [campaign_id])
             emptied = [row[0] for row in cursor.fetchall()]
@@ -362,8 +374,12 @@ def fall_back(delivery: Delivery, reason: str) -> Delivery | None:
     """Queue the next channel of the type's fallback order after `delivery`'s, once per notification.
 
     Used when a channel cannot reach the person (no device left, every token dead, a hard
-    bounce, an invalid number), not for transient failures, which are retried instead.
+    bounce, an invalid number), not for transient failures, which are retried instead. A
+    notification with an escalation step waiting escalates now instead: its workflow says
+    which channel comes next. The fallback is shown as a step of its workflow.
     """
+    if escalation.advance(delivery.notification_id, f"{delivery.channel} cannot reach the person ({reason})"):
+        return None
     order = fallback_order(delivery.notification.type)
     if delivery.channel not in order:
         return None
@@ -393,6 +409,7 @@ def fall_back(delivery: Delivery, reason: str) -> Delivery | None:
                 status=Status.QUEUED, status_changed_at=now, available_at=held_until or now, held_until=held_until,
                 status_history=[{"status": Status.QUEUED, "at": now.isoformat(), "reason": f"fallback_from_{delivery.channel}:{reason}"}],
             )
+            escalation.record_fallback(notification.pk, created, delivery.channel, reason, now)
             if held_until is None:
                 transaction.on_commit(lambda ch=channel: wake_deliveries(ch, notification.priority))
             log.info("notification %s: %s could not reach the person (%s); falling back to %s",

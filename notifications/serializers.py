@@ -6,9 +6,10 @@ from core.serializers import StrictSerializer, choice
 from core.states import Status
 from core.vocabulary import Channel, NotificationType, Priority
 from delivery.models import Delivery
-from notifications import batching
-from notifications.models import Notification
+from notifications import batching, send_time
+from notifications.models import Notification, WorkflowStep
 from notifications.routing import TEST_VERSION_KEY
+from preferences import escalation as escalation_steps
 
 
 class MessageRequest(StrictSerializer):
@@ -20,6 +21,24 @@ class MessageRequest(StrictSerializer):
     channels = serializers.ListField(child=choice(Channel.choices, "channel"), required=False, allow_empty=False)
     priority = choice(Priority.choices, "priority", required=False)
     metadata = serializers.DictField(required=False, default=dict)
+    send_at = serializers.CharField(required=False, max_length=10, help_text=(
+        '"HH:MM": the next such moment in the recipient\'s timezone; "optimal": the start of the local hour in which '
+        'the person opened or clicked most in the last 90 days, within send_window_hours, else the category\'s '
+        'default hour. The reason is shown as `send_time`. Quiet hours still apply.'))
+    send_window_hours = serializers.IntegerField(required=False, min_value=1, max_value=24,
+                                                 help_text='For send_at "optimal": how far ahead it may wait (default 24).')
+
+    def validate_send_at(self, value):
+        problem = send_time.problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if attrs.get("send_window_hours") is not None and attrs.get("send_at") != send_time.OPTIMAL:
+            raise serializers.ValidationError({"send_window_hours": 'Only with send_at "optimal".'})
+        return attrs
 
     def validate_channels(self, value):
         if len(set(value)) != len(value):
@@ -63,6 +82,23 @@ class NotificationRequest(MessageRequest):
     batch = BatchRequest(required=False)
     scheduled_at = serializers.DateTimeField(required=False, allow_null=True)
     idempotency_key = serializers.CharField(max_length=255, required=False)
+    escalation = serializers.JSONField(required=False, help_text=(
+        'Steps after the first send, instead of the category\'s: [{"channels": ["sms"], "wait_seconds": 300, '
+        '"if": "not_read"}, ...]; each waits after the one before (at most 7 days) and is canceled once its condition '
+        '(not_read, not_opened, not_delivered) stops holding. [] = none.'))
+
+    def validate_escalation(self, value):
+        problems = escalation_steps.problems(value)
+        if problems:
+            field, message = problems[0]
+            raise serializers.ValidationError({field: message} if field else message)
+        return value
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if attrs.get("send_at") and attrs.get("scheduled_at"):
+            raise serializers.ValidationError({"send_at": "Give scheduled_at or send_at, not both."})
+        return attrs
 
     def validate_scheduled_at(self, value):
         if value is not None and value <= timezone.now():
@@ -87,7 +123,7 @@ class DeliveryView(serializers.ModelSerializer):
         fields = [
             "id", "channel", "status", "provider", "provider_message_id", "attempts",
             "queued_at", "sent_at", "delivered_at", "read_at", "failed_at", "next_attempt_at", "last_error",
-            "template_version", "template_locale", "locale_fallback", "experiment_arm", "clicked_at",
+            "template_version", "template_locale", "locale_fallback", "experiment_arm", "clicked_at", "escalation_step",
         ]
 
     def get_next_attempt_at(self, delivery) -> str | None:
@@ -101,19 +137,39 @@ class DeliveryView(serializers.ModelSerializer):
         return {"code": delivery.error_code, "message": delivery.error_message}
 
 
+class WorkflowStepView(serializers.ModelSerializer):
+    condition = serializers.CharField(help_text="not_read, not_opened, not_delivered; cannot_reach for a fallback.")
+
+    class Meta:
+        model = WorkflowStep
+        fields = ["position", "kind", "channels", "condition", "wait_seconds", "state", "due_at", "finished_at", "reason", "detail"]
+
+
 class NotificationView(serializers.ModelSerializer):
     user_id = serializers.CharField(source="recipient.external_id")
     template = serializers.CharField(source="template_name")
     channels = serializers.JSONField(source="requested_channels")
     deliveries = DeliveryView(many=True)
     batch = serializers.SerializerMethodField()
+    send_time = serializers.JSONField(allow_null=True, help_text=(
+        "Why it is sent at scheduled_at, when the sender asked for send_at: the local time and timezone, or for "
+        '"optimal" the hour chosen and its basis (engagement, with the count, or the category default).'))
+    workflow = serializers.SerializerMethodField()
+    schedule_id = serializers.UUIDField(allow_null=True, read_only=True)
 
     class Meta:
         model = Notification
         fields = [
             "id", "user_id", "type", "priority", "template", "channels", "status", "created_at",
-            "scheduled_at", "converted_at", "metadata", "status_history", "skipped_channels", "deliveries", "batch",
+            "scheduled_at", "send_time", "converted_at", "metadata", "status_history", "skipped_channels", "deliveries",
+            "batch", "workflow", "schedule_id",
         ]
+
+    @extend_schema_field(WorkflowStepView(many=True, allow_null=True))
+    def get_workflow(self, notification) -> list | None:
+        """Its first send, fallbacks and escalation steps: done, waiting (due_at), planned, skipped or canceled (reason)."""
+        steps = list(notification.workflow_steps.all())
+        return WorkflowStepView(steps, many=True).data if steps else None
 
     @extend_schema_field(serializers.DictField(allow_null=True))
     def get_batch(self, notification) -> dict | None:

@@ -9,7 +9,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from core.states import Status, transition
-from notifications import batch_closing, batching, routing
+from notifications import batch_closing, batching, escalation, routing
 from notifications.lifecycle import refresh_notification_status
 from notifications.models import Notification, Outbox
 from notifications.states import NOTIFICATION_TRANSITIONS
@@ -105,3 +105,14 @@ def close_batches() -> int:
         if closed < settings.HERALD_BATCH_CLOSE_CHUNK:
             return total
         batching.wake_closer()
+
+
+@shared_task(autoretry_for=(DatabaseError, RedisError), retry_backoff=1, retry_backoff_max=30, retry_jitter=True, max_retries=10)
+def escalate() -> int:
+    """Fire every escalation step that is due (each once), a chunk at a time."""
+    total = 0
+    while True:
+        taken = escalation.escalate_due(settings.HERALD_ESCALATION_CHUNK)
+        total += taken
+        if taken < settings.HERALD_ESCALATION_CHUNK:
+            return total

@@ -67,6 +67,7 @@ class CategorySettingAdmin(admin.ModelAdmin):
         ("Limits", {"fields": ["hourly_cap", "daily_cap", "dedup_window_seconds"]}),
         ("Batching", {"fields": ["batch_window_seconds", "batch_max_window_seconds", "batch_max_items", "batch_first_at_once"]}),
         ("Digest", {"fields": ["digest"]}),
+        ("Escalation and send time", {"fields": ["escalation", "default_send_hour"]}),
     ]
 
     def has_delete_permission(self, request, obj=None):

@@ -7,6 +7,7 @@ from django.db import models
 
 from core.vocabulary import Channel, NotificationType
 from preferences import digests
+from preferences import escalation as escalation_steps
 
 E164 = RegexValidator(r"\A\+[1-9]\d{1,14}\Z", "Phone numbers must be in E.164 form, e.g. +14155550123.")
 USER_ID = RegexValidator(r"\A[A-Za-z0-9_.@:+-]{1,255}\Z", "Use 1-255 letters, digits or _ . @ : + -")
@@ -121,6 +122,14 @@ class CategorySetting(models.Model):
         null=True, blank=True, help_text='Default digest for people who chose none, e.g. {"frequency": "daily", '
                                          '"time": "09:00"}, {"frequency": "weekly", "weekday": "monday", "time": "08:00"}, '
                                          '{"frequency": "monthly", "day": 1, "time": "09:00"}; empty = sent as they come.')
+    escalation = models.JSONField(
+        null=True, blank=True, help_text='Steps after the first send, each after a wait and while a condition holds, e.g. '
+                                         '[{"channels": ["sms"], "wait_seconds": 300, "if": "not_read"}, {"channels": ["email"], '
+                                         '"wait_seconds": 1800, "if": "not_read"}]; "if" is not_read, not_opened or not_delivered. '
+                                         'Empty = none (a channel that cannot reach the person still falls back).')
+    default_send_hour = models.PositiveSmallIntegerField(
+        default=10, help_text='The local hour (0–23) a send_at "optimal" notification goes out at when the person has no '
+                              'opens or clicks to learn from.')
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -150,6 +159,12 @@ class CategorySetting(models.Model):
                 raise ValidationError({"digest": f"{problem[0] or 'digest'}: {problem[1]}"})
         if self.batch_max_window_seconds is not None and self.batch_max_window_seconds < self.batch_window_seconds:
             raise ValidationError({"batch_max_window_seconds": "At least the batch window."})
+        if self.escalation is not None:
+            problem = next(iter(escalation_steps.problems(self.escalation)), None)
+            if problem:
+                raise ValidationError({"escalation": f"{problem[0] or 'steps'}: {problem[1]}"})
+        if self.default_send_hour is not None and self.default_send_hour > 23:
+            raise ValidationError({"default_send_hour": "An hour of the day, 0–23."})
 
 
 class Preferences(models.Model):

@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field
 from datetime import time
 
+from preferences import escalation as escalation_steps
+
 
 @dataclass(frozen=True)
 class CategoryPolicy:
@@ -21,6 +23,8 @@ class CategoryPolicy:
     batch_max_items: int | None = None
     batch_first_at_once: bool = False
     digest: dict | None = None  # the category's default digest schedule (preferences/digests.py)
+    escalation: tuple = ()  # steps after the first send (preferences/escalation.py)
+    default_send_hour: int = 10  # send_at "optimal" for a person with no history
 
     @classmethod
     def from_setting(cls, setting) -> "CategoryPolicy":
@@ -40,6 +44,8 @@ class CategoryPolicy:
             batch_max_items=setting.batch_max_items,
             batch_first_at_once=setting.batch_first_at_once,
             digest=setting.digest or None,
+            escalation=escalation_steps.parse(setting.escalation),
+            default_send_hour=setting.default_send_hour,
         )
 
     @property

@@ -20,7 +20,7 @@ from preferences.snapshot import CategoryPolicy, Choices
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 600
-CATEGORIES_KEY = "preferences:categories:v1"
+CATEGORIES_KEY = "preferences:categories:v2"
 _read_ahead = threading.local()  # see read_ahead
 
 

@@ -367,7 +367,7 @@ def test_ops_edit_a_category_in_admin_and_the_next_decision_follows(admin_client
         {
             "category": "reminder", "channels": ["push"], "quiet_hours_held_channels": ["push", "sms"],
             "respects_quiet_hours": "on", "hourly_cap": "1", "daily_cap": "", "dedup_window_seconds": "3600",
-            "batch_window_seconds": "0",
+            "batch_window_seconds": "0", "default_send_hour": "10",
         },
     )
 
@@ -405,7 +405,7 @@ def test_the_admin_pages_for_people_and_categories_render(admin_client):
 def test_ops_set_a_categorys_default_digest_in_admin_and_a_bad_one_is_refused(admin_client):
     setting, _ = CategorySetting.objects.update_or_create(category="social", defaults={})
     form = {"category": "social", "channels": ["push"], "quiet_hours_held_channels": ["push"], "dedup_window_seconds": "3600",
-            "batch_window_seconds": "0"}
+            "batch_window_seconds": "0", "default_send_hour": "10"}
 
     bad = admin_client.post(f"/admin/preferences/categorysetting/{setting.pk}/change/",
                             {**form, "digest": '{"frequency": "weekly", "time": "08:00", "weekday": "funday"}'})

@@ -1,0 +1,34 @@
+from django.contrib import admin
+
+from schedules.models import Schedule, ScheduleRun
+
+
+class ScheduleRunInline(admin.TabularInline):
+    model = ScheduleRun
+    extra = 0
+    can_delete = False
+    fields = ["occurrence", "due_at", "fired_at", "outcome", "notification_id", "campaign_id", "skipped_before", "error"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("-fired_at")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "kind", "state", "rrule", "cron", "timezone", "next_run_at", "fired", "skipped"]
+    list_filter = ["state", "kind"]
+    search_fields = ["name", "id"]
+    readonly_fields = ["kind", "payload", "next_occurrence", "next_run_at", "last_occurrence", "last_run_at", "fired", "skipped",
+                       "api_key", "created_at", "updated_at"]
+    fields = ["name", "state", "rrule", "cron", "timezone", "starts_at", "ends_at", "missed", *readonly_fields]
+    inlines = [ScheduleRunInline]
+
+    def has_add_permission(self, request):
+        return False  # created through the API, which checks the recurrence and what it sends
+
+    def has_change_permission(self, request, obj=None):
+        return False  # pause, resume and cancel through the API keep next_run_at right
