@@ -305,8 +305,14 @@ def suppressions(addresses: set[str]) -> dict[tuple[str, str], str]:
 
 
 def dedup_key(notification: Notification) -> str:
-    """Same person, template and variables: the same message, whatever its idempotency key."""
-    canonical = json.dumps([notification.recipient_id, notification.template_name, notification.variables], sort_keys=True)
+    """Same person, template and variables: the same message, whatever its idempotency key.
+
+    A schedule's occurrences repeat one message by design, so each occurrence (its key) is its own.
+    """
+    identity = [notification.recipient_id, notification.template_name, notification.variables]
+    if notification.schedule_id:
+        identity.append(notification.idempotency_key)
+    canonical = json.dumps(identity, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

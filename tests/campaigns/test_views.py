@@ -185,3 +185,26 @@ def test_a_campaign_goes_out_on_the_bulk_lanes_unless_it_names_a_priority(api, p
     loud = create(api, type="transaction", priority="high").json()
 
     assert (quiet["priority"], loud["priority"]) == ("low", "high")
+
+
+@pytest.mark.django_db
+def test_a_campaign_at_nine_local_reaches_each_person_at_nine_in_their_timezone(api, db):
+    from datetime import UTC, datetime
+
+    import time_machine
+
+    make_templates()
+    for name, zone in (("ber", "Europe/Berlin"), ("nyc", "America/New_York"), ("kol", "Asia/Kolkata")):
+        make_recipient(name, timezone=zone)
+    with time_machine.travel(datetime(2026, 11, 2, 12, tzinfo=UTC), tick=False):
+        response = api.post("/api/v1/campaigns", {"type": "reminder", "template": "welcome", "variables": {"name": "you"},
+                                                  "channels": ["email"], "send_at": "09:00",
+                                                  "audience": {"user_ids": ["ber", "nyc", "kol"]}}, format="json")
+        assert response.status_code == 202, response.content
+        assert response.json()["send_at"] == {"local_time": "09:00"}
+        fanout.fan_out(response.json()["id"])
+
+    rows = Notification.objects.filter(campaign_id=response.json()["id"]).values_list("recipient__external_id", "status", "scheduled_at")
+    assert {name: (status, at) for name, status, at in rows} == {
+        "ber": ("scheduled", datetime(2026, 11, 3, 8, tzinfo=UTC)), "nyc": ("scheduled", datetime(2026, 11, 2, 14, tzinfo=UTC)),
+        "kol": ("scheduled", datetime(2026, 11, 3, 3, 30, tzinfo=UTC))}
