@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 
 from core.admin import HistoryInline
 from delivery.models import Delivery
-from notifications.models import ApiKey, Batch, BatchItem, Notification, Outbox
+from notifications.models import ApiKey, Batch, BatchItem, Notification, Outbox, WorkflowStep
 
 
 class DeliveryInline(admin.TabularInline):
@@ -14,14 +14,20 @@ class DeliveryInline(admin.TabularInline):
     show_change_link = True
 
 
+class WorkflowStepInline(HistoryInline):
+    model = WorkflowStep
+    fields = ["position", "kind", "channels", "condition", "wait_seconds", "state", "due_at", "finished_at", "reason", "detail"]
+
+
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
     list_display = ["id", "recipient", "type", "priority", "template_name", "status", "created_at"]
     list_filter = ["status", "type", "priority"]
     search_fields = ["id", "recipient__external_id", "idempotency_key", "template_name"]
     raw_id_fields = ["recipient", "api_key"]
-    readonly_fields = ["status", "status_changed_at", "status_history", "skipped_channels", "request_hash", "created_at"]
-    inlines = [DeliveryInline]
+    readonly_fields = ["status", "status_changed_at", "status_history", "skipped_channels", "request_hash", "created_at",
+                       "send_time", "schedule_id"]
+    inlines = [DeliveryInline, WorkflowStepInline]
     date_hierarchy = "created_at"
 
 

@@ -189,9 +189,10 @@ def stop_for(notification_id, reached: str, now: datetime | None = None) -> int:
     ended = [name for name, state in escalation_steps.CONDITIONS.items() if state == reached or reached == "read"]
     canceled = WorkflowStep.objects.filter(notification_id=notification_id, state__in=OPEN_STATES, condition__in=ended).update(
         state=State.CANCELED, finished_at=now, reason=reached)
-    fired = WorkflowStep.objects.filter(notification_id=notification_id, state=State.DONE, condition__in=ended).values("position")
-    unstarted = Delivery.objects.filter(notification_id=notification_id, escalation_step__in=fired)
-    stopped = cancel_unstarted(unstarted, reason=f"{reached}_before_sent")
+    fired = list(WorkflowStep.objects.filter(notification_id=notification_id, state=State.DONE, condition__in=ended)
+                 .values_list("position", flat=True))
+    stopped = cancel_unstarted(Delivery.objects.filter(notification_id=notification_id, escalation_step__in=fired),
+                               reason=f"{reached}_before_sent") if fired else 0
     if canceled or stopped:
         log.info("notification %s %s: %d escalation steps and %d deliveries canceled", notification_id, reached, canceled, stopped)
     return canceled + stopped

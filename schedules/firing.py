@@ -106,6 +106,10 @@ def fire_due(limit: int, now: datetime | None = None) -> int:
 
 def fire(schedule: Schedule, now: datetime) -> ScheduleRun | None:
     """Send the schedule's due occurrence (the latest missed one, by its policy) and move it to the next."""
+    if not schedule.next_occurrence:  # set by hand in the database: start over from now
+        start(schedule, now)
+        schedule.save(update_fields=["next_occurrence", "next_run_at", "state", "updated_at"])
+        return None
     zone_name = zone_of(schedule)
     rule = recurrence_of(schedule, zone_name)
     due_wall = recurrence.from_key(schedule.next_occurrence)

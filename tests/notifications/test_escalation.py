@@ -186,3 +186,12 @@ def test_the_notification_shows_its_workflow(api, ada):
     assert [(s["position"], s["kind"], s["state"], s["reason"]) for s in view] == [
         (0, "send", "done", ""), (1, "escalation", "canceled", "read"), (2, "escalation", "canceled", "read")]
     assert view[1]["condition"] == "not_read" and view[1]["wait_seconds"] == 300
+
+
+def test_admin_shows_a_notifications_workflow(api, ada, admin_client):
+    notification = accept_and_route(api, escalation=STEPS)
+
+    page = admin_client.get(f"/admin/notifications/notification/{notification.pk}/change/")
+
+    assert page.status_code == 200
+    assert "not_read" in page.content.decode() and "waiting" in page.content.decode()

@@ -71,3 +71,22 @@ def test_an_unknown_schedule_is_a_404_and_a_canceled_one_cannot_resume(api, ada)
 
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "invalid_state"
+
+
+def test_a_persons_schedules_are_exported_and_erasure_cancels_them_and_drops_what_they_say(api, ada):
+    schedule = post(api).json()
+
+    exported = api.get("/api/v1/users/ada/export").json()
+    assert [s["id"] for s in exported["schedules"]] == [schedule["id"]]
+    assert api.delete("/api/v1/users/ada").status_code in (200, 204)
+
+    erased = api.get(f"/api/v1/schedules/{schedule['id']}").json()
+    assert (erased["state"], erased["next_run_at"], erased["notification"]) == ("canceled", None, {"user_id": "", "erased": True})
+
+
+def test_admin_lists_schedules_and_shows_their_runs(api, ada, admin_client):
+    schedule = post(api).json()
+
+    assert admin_client.get("/admin/schedules/schedule/").status_code == 200
+    page = admin_client.get(f"/admin/schedules/schedule/{schedule['id']}/change/")
+    assert page.status_code == 200 and "0 9 * * *" in page.content.decode()
