@@ -287,7 +287,7 @@ HERALD_ROUTE_CHUNK = env_int("HERALD_ROUTE_CHUNK", 100)
 HERALD_FAN_OUT_CHUNK = env_int("HERALD_FAN_OUT_CHUNK", 1000)
 HERALD_BATCH_CLOSE_CHUNK = env_int("HERALD_BATCH_CLOSE_CHUNK", 200)
 # Small enough that a read waiting on a step being fired waits for one short transaction.
-HERALD_ESCALATION_CHUNK = env_int("HERALD_ESCALATION_CHUNK", 50)
+HERALD_ESCALATION_CHUNK = env_int("HERALD_ESCALATION_CHUNK", 100)
 HERALD_SCHEDULE_CHUNK = env_int("HERALD_SCHEDULE_CHUNK", 50)
 # A schedule whose missed-occurrence policy is "skip" still sends an occurrence at most this late.
 HERALD_SCHEDULE_GRACE_SECONDS = env_float("HERALD_SCHEDULE_GRACE_SECONDS", 300.0)

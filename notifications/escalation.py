@@ -12,13 +12,15 @@ The race between a read and an escalation is settled by the database:
   cancels it; one that lands after the call started is recorded, and stops every later step.
 """
 
+import json
 import logging
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
+from core import bulk
 from core.publishing import publish
 from core.states import Status
 from delivery.claims import cancel_unstarted
@@ -73,54 +75,110 @@ def wake() -> bool:
 
 
 def escalate_due(limit: int, now: datetime | None = None) -> int:
-    """Fire up to `limit` due steps (each once: locked, checked and moved in one transaction); how many were taken."""
+    """Fire up to `limit` due steps (each once: locked, checked and moved in one transaction); how many were taken.
+
+    The chunk is read and written in a few statements. If it fails for a reason other than the
+    database, its steps are fired one by one, so one bad step cannot hold back the others.
+    """
     now = now or timezone.now()
-    lanes: set[tuple[str, str]] = set()
     with transaction.atomic():
         due = list(WorkflowStep.objects.select_for_update(skip_locked=True)
                    .filter(state=State.WAITING, due_at__lte=now).order_by("due_at")[:limit])
-        for step in due:
-            try:
-                with transaction.atomic():
-                    lanes |= fire(step, now)
-            except DatabaseError:
-                raise
-            except Exception as exc:  # a bug in one step must not hold back every other due step
-                log.exception("escalation step %s failed", step.pk)
-                finish(step, State.SKIPPED, now, "escalation_error", [{"error": str(exc)[:500]}])
-                promote_next(step, now)
+        try:
+            with transaction.atomic():
+                lanes = fire(due, now)
+        except DatabaseError:
+            raise
+        except Exception:
+            log.exception("firing %d escalation steps failed; firing them one by one", len(due))
+            lanes = set()
+            for step in due:
+                try:
+                    with transaction.atomic():
+                        lanes |= fire([step], now)
+                except DatabaseError:
+                    raise
+                except Exception as exc:
+                    log.exception("escalation step %s failed", step.pk)
+                    finish([(step, State.SKIPPED, "escalation_error", [{"error": str(exc)[:500]}])], now)
+                    promote_next([step], now)
         transaction.on_commit(lambda: [wake_deliveries(channel, priority) for channel, priority in lanes])
     return len(due)
 
 
-def fire(step: WorkflowStep, now: datetime) -> set[tuple[str, str]]:
-    """Send a due step if its condition still holds, else cancel it and what follows; the lanes to wake."""
-    notification = Notification.objects.select_related("recipient").get(pk=step.notification_id)
-    if notification.status in (Status.CANCELED,):
-        cancel_open(notification.pk, "notification_canceled", now)
+def fire(steps: list[WorkflowStep], now: datetime) -> set[tuple[str, str]]:
+    """Send each due step whose condition still holds, else cancel it and what follows; the lanes to wake.
+
+    Reads what the chunk needs in a few queries (notifications with their people, deliveries,
+    templates, suppressions; preferences read ahead) and writes every outcome in a few more.
+    """
+    from notifications.routing import current_versions, suppressions
+
+    if not steps:
         return set()
-    reached = reached_state(notification.pk)
-    if escalation_steps.CONDITIONS[step.condition] in reached:
-        finish(step, State.CANCELED, now, escalation_steps.CONDITIONS[step.condition])
-        stop_for(notification.pk, "read" if "read" in reached else "delivered", now)
-        return set()
-    deliveries, skipped = plan_deliveries(notification, step, now)
-    Delivery.objects.bulk_create(deliveries)
-    finish(step, State.DONE if deliveries else State.SKIPPED, now, "" if deliveries else "no_channel_to_send", skipped)
-    if not promote_next(step, now) and not deliveries:
-        refresh_notification_status(notification.pk)
-    log.info("notification %s: escalation step %d sent on %s", notification.pk, step.position,
-             [d.channel for d in deliveries] or "nothing")
+    notifications = {n.pk: n for n in Notification.objects.filter(pk__in={s.notification_id for s in steps})
+                     .select_related("recipient")
+                     .annotate(active_devices=Count("recipient__devices", filter=Q(recipient__devices__is_active=True)))}
+    reached, used = delivery_progress(list(notifications))
+    names = {n.template_name for n in notifications.values()}
+    template_channels: dict[str, set[str]] = {}
+    for name, channel in Template.objects.filter(name__in=names).values_list("name", "channel"):
+        template_channels.setdefault(name, set()).add(channel)
+    versions = current_versions(names)
+    suppressed = suppressions({address for n in notifications.values() for address in n.recipient.contact_addresses().values()
+                               if address})
+    outcomes, deliveries, stopped = [], [], {}
+    with preference_store.read_ahead(n.recipient_id for n in notifications.values()):
+        for step in steps:
+            notification = notifications[step.notification_id]
+            ended = escalation_steps.CONDITIONS[step.condition]
+            if notification.status == Status.CANCELED:
+                outcomes.append((step, State.CANCELED, "notification_canceled", []))
+                stopped[notification.pk] = "notification_canceled"
+            elif ended in reached.get(notification.pk, ()):
+                # Only this step's condition is over: a later step may wait for something else.
+                outcomes.append((step, State.CANCELED, ended, []))
+            else:
+                created, skipped = plan_deliveries(notification, step, now, used.get(notification.pk, set()),
+                                                   template_channels.get(notification.template_name, set()), suppressed,
+                                                   versions.get(notification.template_name))
+                deliveries += created
+                outcomes.append((step, State.DONE, "", skipped) if created else (step, State.SKIPPED, "no_channel_to_send", skipped))
+    bulk.insert(Delivery, deliveries)
+    finish(outcomes, now)
+    for notification_id, reason in stopped.items():
+        cancel_open(notification_id, reason, now)
+    going_on = [step for step, _, reason, _ in outcomes if reason != "notification_canceled"]
+    promoted = promote_next(going_on, now)
+    for step, state, _, _ in outcomes:
+        if state != State.DONE and step.notification_id not in promoted:
+            refresh_notification_status(step.notification_id)  # its last step sent nothing: it may have failed
+    if deliveries:
+        log.info("escalation: %d steps sent %d messages", len(going_on), len(deliveries))
     return {(d.channel, d.priority) for d in deliveries if d.held_until is None}
 
 
-def plan_deliveries(notification: Notification, step: WorkflowStep, now: datetime) -> tuple[list[Delivery], list[dict]]:
-    """The step's deliveries, with the person's reachability, choices and quiet hours applied as routing does."""
-    from notifications.routing import current_version, dedup_key, unreachable_channels
+def delivery_progress(notification_ids: list) -> tuple[dict, dict]:
+    """({notification: {"delivered", "read"} as far as any delivery got}, {notification: channels it has}) in one query."""
+    reached: dict = {}
+    used: dict = {}
+    rows = Delivery.objects.filter(notification_id__in=notification_ids).values_list(
+        "notification_id", "channel", "status", "delivered_at", "read_at")
+    for notification_id, channel, status, delivered_at, read_at in rows:
+        used.setdefault(notification_id, set()).add(channel)
+        if read_at is not None or status == Status.READ:
+            reached.setdefault(notification_id, set()).update({"delivered", "read"})
+        elif delivered_at is not None or status == Status.DELIVERED:
+            reached.setdefault(notification_id, set()).add("delivered")
+    return reached, used
 
-    used = set(Delivery.objects.filter(notification=notification).values_list("channel", flat=True))
-    template_channels = set(Template.objects.filter(name=notification.template_name).values_list("channel", flat=True))
-    unreachable = unreachable_channels(notification.recipient)
+
+def plan_deliveries(notification: Notification, step: WorkflowStep, now: datetime, used: set[str], template_channels: set[str],
+                    suppressed: dict, version: int | None) -> tuple[list[Delivery], list[dict]]:
+    """The step's deliveries, with the person's reachability, choices and quiet hours applied as routing does."""
+    from notifications.routing import dedup_key, unreachable_channels
+
+    unreachable = unreachable_channels(notification.recipient, notification.active_devices, suppressed)
     skipped, candidates = [], []
     for channel in step.channels:
         reason = ("already_sent" if channel in used else "no_template" if channel not in template_channels
@@ -133,7 +191,6 @@ def plan_deliveries(notification: Notification, step: WorkflowStep, now: datetim
         notification.recipient, notification.type, candidates, notification.priority, dedup_key(notification), now,
         admission_id=str(notification.pk),
     ) if candidates else []
-    version = current_version(notification.template_name)
     deliveries = []
     for decision in decisions:
         if decision.action == preference_policy.SUPPRESS:
@@ -150,32 +207,34 @@ def plan_deliveries(notification: Notification, step: WorkflowStep, now: datetim
     return deliveries, skipped
 
 
-def reached_state(notification_id) -> set[str]:
-    """What the notification's deliveries reached on any channel: "delivered", "read" (a read implies delivered)."""
-    rows = Delivery.objects.filter(notification_id=notification_id).filter(
-        Q(read_at__isnull=False) | Q(delivered_at__isnull=False) | Q(status__in=[Status.DELIVERED, Status.READ])
-    ).values_list("status", "read_at")
-    reached = set()
-    for status, read_at in rows:
-        reached.add("delivered")
-        if read_at is not None or status == Status.READ:
-            reached.add("read")
-    return reached
+def finish(outcomes: list[tuple], now: datetime) -> None:
+    """Write each (step, state, reason, detail) in one statement."""
+    if not outcomes:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE notifications_workflowstep AS s SET state = v.state, reason = v.reason, detail = v.detail::jsonb, finished_at = %s "
+            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) AS v(id, state, reason, detail) WHERE s.id = v.id",
+            [now, [step.pk for step, _, _, _ in outcomes], [str(state) for _, state, _, _ in outcomes],
+             [reason for _, _, reason, _ in outcomes], [json.dumps(detail) for _, _, _, detail in outcomes]],
+        )
 
 
-def finish(step: WorkflowStep, state: str, now: datetime, reason: str = "", detail: list | None = None) -> None:
-    WorkflowStep.objects.filter(pk=step.pk).update(state=state, finished_at=now, reason=reason, detail=detail or [])
-
-
-def promote_next(step: WorkflowStep, now: datetime) -> bool:
-    """Start the wait of the step after `step`; False if there is none left to wait for."""
-    following = WorkflowStep.objects.filter(notification_id=step.notification_id, position=step.position + 1,
-                                            state=State.PLANNED).first()
-    if following is None:
-        return False
-    WorkflowStep.objects.filter(pk=following.pk, state=State.PLANNED).update(
-        state=State.WAITING, due_at=now + timedelta(seconds=following.wait_seconds))
-    return True
+def promote_next(steps: list[WorkflowStep], now: datetime) -> set:
+    """Start the wait of the first planned step after each of `steps`; the notifications that have one."""
+    if not steps:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE notifications_workflowstep AS s SET state = 'waiting', due_at = %s + s.wait_seconds * interval '1 second' "
+            "FROM (SELECT DISTINCT ON (w.notification_id) w.id FROM notifications_workflowstep AS w "
+            "      JOIN unnest(%s::uuid[], %s::int[]) AS v(notification_id, position) "
+            "        ON w.notification_id = v.notification_id AND w.position > v.position "
+            "      WHERE w.state = 'planned' ORDER BY w.notification_id, w.position) AS following "
+            "WHERE s.id = following.id RETURNING s.notification_id",
+            [now, [step.notification_id for step in steps], [step.position for step in steps]],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def stop_for(notification_id, reached: str, now: datetime | None = None) -> int:
@@ -187,15 +246,22 @@ def stop_for(notification_id, reached: str, now: datetime | None = None) -> int:
     """
     now = now or timezone.now()
     ended = [name for name, state in escalation_steps.CONDITIONS.items() if state == reached or reached == "read"]
-    canceled = WorkflowStep.objects.filter(notification_id=notification_id, state__in=OPEN_STATES, condition__in=ended).update(
-        state=State.CANCELED, finished_at=now, reason=reached)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE notifications_workflowstep SET state = 'canceled', finished_at = %s, reason = %s "
+            "WHERE notification_id = %s AND state IN ('waiting', 'planned') AND condition = ANY(%s) RETURNING position, due_at",
+            [now, reached, notification_id, ended])
+        canceled = cursor.fetchall()
+    waited = [position for position, due_at in canceled if due_at is not None]
+    if waited:  # the step that was waiting is gone: the next one still waiting for something else starts its wait
+        promote_next([WorkflowStep(notification_id=notification_id, position=max(waited))], now)
     fired = list(WorkflowStep.objects.filter(notification_id=notification_id, state=State.DONE, condition__in=ended)
                  .values_list("position", flat=True))
     stopped = cancel_unstarted(Delivery.objects.filter(notification_id=notification_id, escalation_step__in=fired),
                                reason=f"{reached}_before_sent") if fired else 0
     if canceled or stopped:
-        log.info("notification %s %s: %d escalation steps and %d deliveries canceled", notification_id, reached, canceled, stopped)
-    return canceled + stopped
+        log.info("notification %s %s: %d escalation steps and %d deliveries canceled", notification_id, reached, len(canceled), stopped)
+    return len(canceled) + stopped
 
 
 def on_delivery_moved(sender, notification_id, status, **kwargs) -> None:

@@ -184,7 +184,7 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
         template_channels: dict[str, set[str]] = defaultdict(set)
         for name, channel in Template.objects.filter(name__in=names).values_list("name", "channel"):
             template_channels[name].add(channel)
-        versions = dict(MessageTemplate.objects.filter(name__in=names).values_list("name", "current_version"))
+        versions = current_versions(names)
         suppressed = suppressions({address for n in notifications for address in n.recipient.contact_addresses().values()
                                    if address})
         arms = experiment_arms.arms_for([(n.recipient_id, n.recipient.external_id, n.template_name) for n in notifications])
@@ -264,6 +264,11 @@ def plan(notification: Notification, template_channels: set[str], suppressed: di
 def current_version(template_name: str) -> int | None:
     """The version a new delivery renders (the one whose channels routing just looked at)."""
     return MessageTemplate.objects.filter(name=template_name).values_list("current_version", flat=True).first()
+
+
+def current_versions(template_names) -> dict[str, int]:
+    """{template name: the version a new delivery of it renders} in one query."""
+    return dict(MessageTemplate.objects.filter(name__in=template_names).values_list("name", "current_version"))
 
 
 def move_routed(plans: dict, claimed_at: datetime, now: datetime, escalating: set = frozenset()) -> set:

@@ -16,12 +16,12 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns import fanout
 from core.errors import ApiError
-from notifications.accept import find_recipient_and_variants, insert_many_with_outbox, prepare
+from notifications.accept import find_recipients_and_variants, insert_many_with_outbox, prepare
 from notifications.routing import wake_routing
 from preferences.models import Recipient
 from schedules import recurrence
@@ -94,84 +94,120 @@ def set_next(schedule: Schedule, wall: datetime | None, zone_name: str) -> None:
 
 
 def fire_due(limit: int, now: datetime | None = None) -> int:
-    """Fire up to `limit` due schedules; how many were taken (one transaction, hence all or none)."""
+    """Fire up to `limit` due schedules; how many were taken (one transaction, hence all or none).
+
+    The chunk's notifications are checked and inserted together (two lookups, one insert), its
+    runs written in one statement and its schedules moved in one more.
+    """
     now = now or timezone.now()
     with transaction.atomic():
         due = list(Schedule.objects.select_for_update(skip_locked=True)
                    .filter(state=Schedule.State.ACTIVE, next_run_at__lte=now).order_by("next_run_at")[:limit])
-        for schedule in due:
-            fire(schedule, now)
+        zones = zones_of(due)
+        runs = [run for schedule in due if (run := advance(schedule, zones[schedule.pk], now)) is not None]
+        send_notifications([run for run in runs if run.schedule.kind == "notification"], now)
+        for run in runs:
+            if run.schedule.kind == "campaign":
+                send_campaign(run)
+        ScheduleRun.objects.bulk_create(runs, ignore_conflicts=True)  # unique per occurrence: the lock's backstop
+        for run in runs:
+            run.schedule.fired += run.outcome == ScheduleRun.Outcome.SENT
+        move(due, now)
     return len(due)
 
 
-def fire(schedule: Schedule, now: datetime) -> ScheduleRun | None:
-    """Send the schedule's due occurrence (the latest missed one, by its policy) and move it to the next."""
+MOVE_SQL = """
+UPDATE schedules_schedule AS s SET next_occurrence = v.next_occurrence, next_run_at = v.next_run_at, state = v.state,
+    skipped = v.skipped, last_occurrence = v.last_occurrence, last_run_at = %s, fired = v.fired, updated_at = %s
+FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::int[], %s::text[], %s::int[])
+    AS v(id, next_occurrence, next_run_at, state, skipped, last_occurrence, fired)
+WHERE s.id = v.id
+"""
+
+
+def move(schedules: list[Schedule], now: datetime) -> None:
+    """Write where each schedule stands now, in one statement (Django's bulk_update cost 2 s per 1,000, profiled)."""
+    if not schedules:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(MOVE_SQL, [now, now, [s.pk for s in schedules], [s.next_occurrence for s in schedules],
+                                  [s.next_run_at for s in schedules], [s.state for s in schedules], [s.skipped for s in schedules],
+                                  [s.last_occurrence for s in schedules], [s.fired for s in schedules]])
+
+
+def zones_of(schedules: list[Schedule]) -> dict:
+    """{schedule: the timezone its wall-clock times are read in now}, with one query for people's own."""
+    people = {s.payload.get("user_id") for s in schedules
+              if s.timezone == Schedule.RECIPIENT_TIMEZONE and s.kind == "notification"}
+    found = dict(Recipient.objects.filter(external_id__in=people).values_list("external_id", "timezone")) if people else {}
+    return {s.pk: (found.get(s.payload.get("user_id"), "UTC") if s.timezone == Schedule.RECIPIENT_TIMEZONE and s.kind == "notification"
+                   else zone_of(s)) for s in schedules}
+
+
+def advance(schedule: Schedule, zone_name: str, now: datetime) -> ScheduleRun | None:
+    """Move the schedule past its due occurrence (the latest missed one, by its policy): the run to send, or None if skipped."""
+    schedule.updated_at = now
     if not schedule.next_occurrence:  # set by hand in the database: start over from now
         start(schedule, now)
-        schedule.save(update_fields=["next_occurrence", "next_run_at", "state", "updated_at"])
         return None
-    zone_name = zone_of(schedule)
     rule = recurrence_of(schedule, zone_name)
     due_wall = recurrence.from_key(schedule.next_occurrence)
-    latest = rule.latest(recurrence.wall_time(now, zone_name)) or due_wall
-    latest = max(latest, due_wall)
+    latest = max(rule.latest(recurrence.wall_time(now, zone_name)) or due_wall, due_wall)
     missed = rule.count_between(due_wall, latest)
     due_at = recurrence.instant(latest, zone_name)
-    late = (now - due_at).total_seconds()
-    run = None
-    if schedule.missed == Schedule.Missed.SKIP and late > settings.HERALD_SCHEDULE_GRACE_SECONDS:
-        missed += 1
-        log.info("schedule %s: occurrence %s is %.0f s late; skipped", schedule.pk, recurrence.occurrence_key(latest), late)
-    else:
-        run = send_occurrence(schedule, latest, due_at, now, missed)
     set_next(schedule, next_after(rule, latest, zone_name), zone_name)
+    schedule.last_occurrence, schedule.last_run_at = recurrence.occurrence_key(latest), now
+    late = (now - due_at).total_seconds()
+    if schedule.missed == Schedule.Missed.SKIP and late > settings.HERALD_SCHEDULE_GRACE_SECONDS:
+        schedule.skipped += missed + 1
+        log.info("schedule %s: occurrence %s is %.0f s late; skipped", schedule.pk, schedule.last_occurrence, late)
+        return None
     schedule.skipped += missed
-    schedule.last_occurrence = recurrence.occurrence_key(latest)
-    schedule.last_run_at = now
-    schedule.fired += 1 if run is not None and run.outcome == ScheduleRun.Outcome.SENT else 0
-    schedule.save(update_fields=["next_occurrence", "next_run_at", "state", "skipped", "last_occurrence", "last_run_at",
-                                 "fired", "updated_at"])
+    run = ScheduleRun(schedule=schedule, occurrence=schedule.last_occurrence, due_at=due_at, fired_at=now,
+                      skipped_before=missed, outcome=ScheduleRun.Outcome.SENT)
+    run.wall = latest
     return run
 
 
-def send_occurrence(schedule: Schedule, wall: datetime, due_at: datetime, now: datetime, missed: int) -> ScheduleRun | None:
-    """Write the occurrence's run and create what it sends, in a savepoint; None if it was sent before."""
-    key = recurrence.occurrence_key(wall)
-    run = ScheduleRun(schedule=schedule, occurrence=key, due_at=due_at, fired_at=now, skipped_before=missed,
-                      outcome=ScheduleRun.Outcome.SENT)
+def send_notifications(runs: list[ScheduleRun], now: datetime) -> None:
+    """Each run's notification (idempotency key `schedule:<id>:<occurrence>`), accepted as POST /notifications would.
+
+    A run whose person or template is gone is recorded failed with the reason.
+    """
+    if not runs:
+        return
+    payloads = [run.schedule.payload for run in runs]
+    recipients, variants = find_recipients_and_variants({p["user_id"] for p in payloads}, {p["template"] for p in payloads})
+    prepared = []
+    for run, payload in zip(runs, payloads):
+        recipient = recipients.get(payload["user_id"])
+        found = (*recipient[:2], variants.get(payload["template"], []), recipient[2]) if recipient else None
+        try:
+            notification = prepare({**payload, "schedule_id": run.schedule.pk}, found, raw_payload=payload,
+                                   api_key=run.schedule.api_key, idempotency_key=f"schedule:{run.schedule.pk}:{run.occurrence}")
+        except ApiError as exc:
+            run.outcome, run.error = ScheduleRun.Outcome.FAILED, {"code": exc.code, "message": str(exc.detail), "field": exc.field}
+            continue
+        run.notification_id = notification.pk
+        prepared.append(notification)
+    inserted = insert_many_with_outbox(prepared)
+    for run in runs:
+        if run.notification_id is not None and run.notification_id not in inserted:
+            # Its key is taken: this occurrence was sent already (the lock makes this a backstop, not a path).
+            log.warning("schedule %s: occurrence %s was already sent", run.schedule.pk, run.occurrence)
+            run.notification_id, run.outcome = None, ScheduleRun.Outcome.FAILED
+            run.error = {"code": "already_sent", "message": "This occurrence's notification exists already.", "field": None}
+    for priority in {n.priority for n in prepared if n.pk in inserted and n.scheduled_at is None}:
+        transaction.on_commit(lambda priority=priority: wake_routing(priority))
+
+
+def send_campaign(run: ScheduleRun) -> None:
+    """The run's campaign, in a savepoint: a campaign that cannot be created is recorded failed with the reason."""
     try:
         with transaction.atomic():
-            run.save(force_insert=True)
-            if schedule.kind == "notification":
-                run.notification_id = create_notification(schedule, key)
-            else:
-                run.campaign_id = create_campaign(schedule, wall)
-            ScheduleRun.objects.filter(pk=run.pk).update(notification_id=run.notification_id, campaign_id=run.campaign_id)
-    except IntegrityError:
-        # The run exists: this occurrence was sent already (the unique key stands behind the lock).
-        log.warning("schedule %s: occurrence %s was already sent", schedule.pk, key)
-        return None
+            run.campaign_id = create_campaign(run.schedule, run.wall)
     except ApiError as exc:
-        # The person or template is gone or changed: record why, and go on with the next occurrence.
         run.outcome, run.error = ScheduleRun.Outcome.FAILED, {"code": exc.code, "message": str(exc.detail), "field": exc.field}
-        run.pk = None
-        run.save(force_insert=True)
-    except DatabaseError:
-        raise
-    return run
-
-
-def create_notification(schedule: Schedule, occurrence: str):
-    """The occurrence's notification, with its idempotency key; its id."""
-    data = {**schedule.payload, "schedule_id": schedule.pk}
-    found = find_recipient_and_variants(data["user_id"], data["template"])
-    notification = prepare(data, found, raw_payload=schedule.payload, api_key=schedule.api_key,
-                           idempotency_key=f"schedule:{schedule.pk}:{occurrence}")
-    if not insert_many_with_outbox([notification]):
-        raise IntegrityError(f"schedule {schedule.pk} occurrence {occurrence} has a notification already")
-    if notification.scheduled_at is None:
-        transaction.on_commit(lambda: wake_routing(notification.priority))
-    return notification.pk
 
 
 def create_campaign(schedule: Schedule, wall: datetime):

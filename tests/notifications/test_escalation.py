@@ -103,7 +103,7 @@ def test_a_read_after_the_provider_call_started_lets_the_call_finish_and_stops_l
     assert steps(notification)[2] == (2, ["email"], "canceled", "read")
 
 
-def test_not_delivered_is_ended_by_a_delivery_receipt_but_not_read_is_not(api, ada):
+def test_not_delivered_is_ended_by_a_delivery_receipt_and_the_next_step_waiting_for_a_read_starts(api, ada):
     notification = accept_and_route(api, escalation=[{"channels": ["sms"], "wait_seconds": 60, "if": "not_delivered"},
                                                      {"channels": ["email"], "wait_seconds": 60, "if": "not_read"}])
     push = Delivery.objects.get(notification=notification, channel="push")
@@ -111,7 +111,9 @@ def test_not_delivered_is_ended_by_a_delivery_receipt_but_not_read_is_not(api, a
     receipts.record_event(source="fcm", event="delivered", event_key="d1", delivery=push, provider_message_id="",
                           occurred_at=None, payload={}, effect=receipts.ReceiptEffect("delivered", ("delivered_at",)))
 
-    assert steps(notification)[1:] == [(1, ["sms"], "canceled", "delivered"), (2, ["email"], "planned", "")]
+    # the email step still waits for a read, from now on
+    assert steps(notification)[1:] == [(1, ["sms"], "canceled", "delivered"), (2, ["email"], "waiting", "")]
+    assert abs((WorkflowStep.objects.get(notification=notification, position=2).due_at - later(60)).total_seconds()) < 5
 
 
 def test_the_categorys_steps_apply_unless_the_request_gives_its_own(api, ada):
@@ -195,3 +197,16 @@ def test_admin_shows_a_notifications_workflow(api, ada, admin_client):
 
     assert page.status_code == 200
     assert "not_read" in page.content.decode() and "waiting" in page.content.decode()
+
+
+def test_a_due_step_whose_condition_ended_is_canceled_and_a_later_one_with_another_condition_still_runs(api, ada):
+    notification = accept_and_route(api, escalation=[{"channels": ["sms"], "wait_seconds": 0, "if": "not_delivered"},
+                                                     {"channels": ["email"], "wait_seconds": 0, "if": "not_read"}])
+    # delivered, recorded without a receipt's signal (as an older release or a repair would leave it)
+    Delivery.objects.filter(notification=notification, channel="push").update(status="delivered", delivered_at=timezone.now())
+
+    escalation.escalate_due(10, now=later(1))
+    escalation.escalate_due(10, now=later(2))
+
+    assert steps(notification)[1:] == [(1, ["sms"], "canceled", "delivered"), (2, ["email"], "done", "")]
+    assert Delivery.objects.filter(notification=notification, channel="email").exists()
