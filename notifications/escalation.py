@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from core import bulk
 from core.publishing import publish
@@ -39,6 +40,8 @@ ESCALATE_TASK = "notifications.tasks.escalate"
 ESCALATE_QUEUE = "critical"
 State = WorkflowStep.State
 OPEN_STATES = (State.WAITING, State.PLANNED)
+# A first send held back for these reasons is not a message the person missed: nothing escalates.
+NOT_ESCALATED = {"duplicate", "frequency_capped"}
 
 
 def steps_for(notification: Notification) -> tuple[escalation_steps.Step, ...]:
@@ -48,23 +51,27 @@ def steps_for(notification: Notification) -> tuple[escalation_steps.Step, ...]:
     return preference_store.policy_for(notification.type, preference_store.category_policies()).escalation
 
 
-def plan(notification: Notification, first_channels: list[str], now: datetime) -> list[WorkflowStep]:
+def plan(notification: Notification, first: list[Delivery], skipped: list[dict], now: datetime) -> list[WorkflowStep]:
     """The workflow rows routing writes with the first send: that send, the next step waiting, the rest planned.
 
-    If the first send reached no channel, the first escalation step is due at once.
+    The first wait starts when the first send goes out (after the person's quiet hours, if it is
+    held). If the first send reached no channel, the first step is due at once; if it was held
+    back as a duplicate or by a frequency cap, there is nothing to escalate.
     """
     steps = steps_for(notification)
-    if not steps:
+    if not steps or (not first and any(s["reason"] in NOT_ESCALATED for s in skipped)):
         return []
-    rows = [WorkflowStep(notification=notification, position=0, kind=WorkflowStep.Kind.SEND, channels=first_channels,
-                         state=State.DONE if first_channels else State.SKIPPED, finished_at=now,
-                         reason="" if first_channels else "no_channel_to_send")]
+    channels = [delivery.channel for delivery in first]
+    sent_at = max([now, *(delivery.held_until for delivery in first if delivery.held_until)])
+    rows = [WorkflowStep(notification=notification, position=0, kind=WorkflowStep.Kind.SEND, channels=channels,
+                         state=State.DONE if channels else State.SKIPPED, finished_at=now,
+                         reason="" if channels else "no_channel_to_send")]
     for position, step in enumerate(steps, start=1):
-        first = position == 1
-        due = now + timedelta(seconds=step.wait_seconds if first_channels else 0) if first else None
+        first_step = position == 1
+        due = sent_at + timedelta(seconds=step.wait_seconds if channels else 0) if first_step else None
         rows.append(WorkflowStep(
             notification=notification, position=position, kind=WorkflowStep.Kind.ESCALATION, channels=list(step.channels),
-            condition=step.condition, wait_seconds=step.wait_seconds, state=State.WAITING if first else State.PLANNED,
+            condition=step.condition, wait_seconds=step.wait_seconds, state=State.WAITING if first_step else State.PLANNED,
             due_at=due,
         ))
     return rows
@@ -87,8 +94,8 @@ def escalate_due(limit: int, now: datetime | None = None) -> int:
         try:
             with transaction.atomic():
                 lanes = fire(due, now)
-        except DatabaseError:
-            raise
+        except (DatabaseError, RedisError):
+            raise  # the task retries with backoff: the steps stay due
         except Exception:
             log.exception("firing %d escalation steps failed; firing them one by one", len(due))
             lanes = set()
@@ -96,12 +103,13 @@ def escalate_due(limit: int, now: datetime | None = None) -> int:
                 try:
                     with transaction.atomic():
                         lanes |= fire([step], now)
-                except DatabaseError:
+                except (DatabaseError, RedisError):
                     raise
                 except Exception as exc:
                     log.exception("escalation step %s failed", step.pk)
                     finish([(step, State.SKIPPED, "escalation_error", [{"error": str(exc)[:500]}])], now)
-                    promote_next([step], now)
+                    if not promote_next([step], now):
+                        refresh_notification_status(step.notification_id)
         transaction.on_commit(lambda: [wake_deliveries(channel, priority) for channel, priority in lanes])
     return len(due)
 
@@ -247,10 +255,14 @@ def stop_for(notification_id, reached: str, now: datetime | None = None) -> int:
     now = now or timezone.now()
     ended = [name for name, state in escalation_steps.CONDITIONS.items() if state == reached or reached == "read"]
     with connection.cursor() as cursor:
+        # Locked in position order, as the sweep locks a step before the one after it: no deadlock.
         cursor.execute(
-            "UPDATE notifications_workflowstep SET state = 'canceled', finished_at = %s, reason = %s "
-            "WHERE notification_id = %s AND state IN ('waiting', 'planned') AND condition = ANY(%s) RETURNING position, due_at",
-            [now, reached, notification_id, ended])
+            "WITH open AS (SELECT id FROM notifications_workflowstep WHERE notification_id = %s "
+            "              AND state IN ('waiting', 'planned') ORDER BY position FOR UPDATE) "
+            "UPDATE notifications_workflowstep AS s SET state = 'canceled', finished_at = %s, reason = %s "
+            "FROM open WHERE s.id = open.id AND s.state IN ('waiting', 'planned') AND s.condition = ANY(%s) "
+            "RETURNING s.position, s.due_at",
+            [notification_id, now, reached, ended])
         canceled = cursor.fetchall()
     waited = [position for position, due_at in canceled if due_at is not None]
     if waited:  # the step that was waiting is gone: the next one still waiting for something else starts its wait

@@ -37,9 +37,14 @@ def refresh_notification_status(notification_id, delivery_status: str | None = N
         return
     statuses = list(Delivery.objects.filter(notification_id=notification_id).values_list("status", flat=True))
     target = overall_status(statuses)
-    if target in FAILED_STATES and WorkflowStep.objects.filter(
-            notification_id=notification_id, state__in=[WorkflowStep.State.WAITING, WorkflowStep.State.PLANNED]).exists():
-        return  # an escalation step may still reach the person
+    if target in FAILED_STATES or not statuses:
+        if WorkflowStep.objects.filter(notification_id=notification_id,
+                                       state__in=[WorkflowStep.State.WAITING, WorkflowStep.State.PLANNED]).exists():
+            return  # an escalation step may still reach the person
+        if not statuses:  # its first send and every escalation step reached no channel
+            transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, Status.FAILED, sources={Status.SENDING},
+                       reason="no_channel_to_send")
+            return
     if target:
         transition(Notification, NOTIFICATION_TRANSITIONS, notification_id, target)
 

@@ -192,8 +192,7 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
         planned = {n.pk: plan(n, template_channels[n.template_name], suppressed, now, versions.get(n.template_name),
                               arms, exposures[n.pk])
                    for n in notifications}
-        workflows = {n.pk: rows for n in notifications
-                     if (rows := escalation.plan(n, [d.channel for d in planned[n.pk][0]], now))}
+        workflows = {n.pk: rows for n in notifications if (rows := escalation.plan(n, *planned[n.pk], now))}
     # Deliveries, the decision record and the status move commit together: a crash leaves
     # the notifications in `routing`, to be taken over once their claim goes stale.
     with transaction.atomic():

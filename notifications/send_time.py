@@ -97,12 +97,15 @@ def optimal(hours: dict[int, int], zone_name: str, window_hours: int, default_ho
 def hour_starts(now: datetime, zone: ZoneInfo, window_hours: int) -> list[datetime]:
     """Now, then the start of each following local hour before now + window_hours (in UTC)."""
     end = now + timedelta(hours=window_hours)
-    # Whole hours in UTC are whole local hours except in half-hour zones; step in UTC and floor locally.
-    found, at = [now], now
-    while True:
-        local = (at + timedelta(hours=1)).astimezone(zone)
-        at = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+    found = [now]
+    # Whole hours in UTC are whole local hours except in half-hour zones, and a half-hour clock
+    # change (Lord Howe) can floor back onto the hour already found: then step on in UTC.
+    for _ in range(window_hours + 2):
+        probe = found[-1] + timedelta(hours=1)
+        at = probe.astimezone(zone).replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+        if at <= found[-1]:
+            at = probe
         if at >= end:
-            return found
-        if at > found[-1]:
-            found.append(at)
+            break
+        found.append(at)
+    return found

@@ -75,6 +75,7 @@ LAGGING_NOTIFICATIONS_SQL = """
 SELECT n.id FROM notifications_notification AS n
 WHERE n.status = 'sending' AND n.status_changed_at < %(settled)s
   AND NOT EXISTS (SELECT 1 FROM delivery_delivery AS d WHERE d.notification_id = n.id AND d.status IN ('queued', 'sending'))
+  AND NOT EXISTS (SELECT 1 FROM notifications_workflowstep AS w WHERE w.notification_id = n.id AND w.state IN ('waiting', 'planned'))
 LIMIT 200
 """
 

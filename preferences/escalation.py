@@ -64,7 +64,8 @@ def problems(raw, template_channels: set[str] | None = None) -> list[tuple[str, 
         wait = step.get("wait_seconds")
         if isinstance(wait, bool) or not isinstance(wait, int) or not 0 <= wait <= MAX_WAIT_SECONDS:
             found.append((f"{index}.wait_seconds", f"Expected whole seconds from 0 to {MAX_WAIT_SECONDS} (7 days)."))
-        if step.get("if", "not_read") not in CONDITIONS:
+        condition = step.get("if", "not_read")
+        if not isinstance(condition, str) or condition not in CONDITIONS:
             found.append((f"{index}.if", f"Expected one of: {', '.join(CONDITIONS)}."))
         unknown_fields = sorted(set(step) - {"channels", "wait_seconds", "if"})
         if unknown_fields:

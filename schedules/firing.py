@@ -152,8 +152,17 @@ def advance(schedule: Schedule, zone_name: str, now: datetime) -> ScheduleRun | 
         return None
     rule = recurrence_of(schedule, zone_name)
     due_wall = recurrence.from_key(schedule.next_occurrence)
+    if recurrence.instant(due_wall, zone_name) > now:
+        # The person moved east to west since next_run_at was set: it comes at that wall time where they are now.
+        schedule.next_run_at = recurrence.instant(due_wall, zone_name)
+        return None
     latest = max(rule.latest(recurrence.wall_time(now, zone_name)) or due_wall, due_wall)
+    while latest > due_wall and recurrence.instant(latest, zone_name) > now:  # a wall time in a spring gap comes later
+        latest = max(rule.latest(latest - timedelta(minutes=1)) or due_wall, due_wall)
     missed = rule.count_between(due_wall, latest)
+    before = rule.latest(latest - timedelta(minutes=1)) if missed else None
+    if before is not None and before >= due_wall and recurrence.instant(before, zone_name) == recurrence.instant(latest, zone_name):
+        missed -= 1  # a wall time in the spring gap is the same instant as this one: sent with it, not missed
     due_at = recurrence.instant(latest, zone_name)
     set_next(schedule, next_after(rule, latest, zone_name), zone_name)
     schedule.last_occurrence, schedule.last_run_at = recurrence.occurrence_key(latest), now

@@ -10,6 +10,7 @@ A schedule "in each recipient's own timezone" to an audience fires when the occu
 the earliest timezone (UTC+14), and each person's notification waits for it in theirs.
 """
 
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -54,17 +55,26 @@ class Recurrence:
             while found > wall:
                 found = croniter(self.cron, found).get_prev(datetime)
             return found if found >= self.start else None
+        # Look back from a start moved near `wall`, further each time nothing is found (a rule moved
+        # to start after its last occurrence would miss it).
+        for back in (timedelta(hours=2), timedelta(days=2), timedelta(days=40), timedelta(days=400)):
+            found = self._rule(near=wall - back).before(wall, inc=True)
+            if found is not None:
+                return found
         return self._rule().before(wall, inc=True)
 
     def count_between(self, first: datetime, last: datetime, limit: int = 100_000) -> int:
         """How many occurrences lie in [first, last) (up to `limit`): the ones a downtime missed."""
-        count, at = 0, first - timedelta(seconds=1)
-        while count < limit:
-            at = self.after(at)
-            if at is None or at >= last:
-                return count
-            count += 1
-        return count
+        if self.cron:
+            count, at = 0, first - timedelta(seconds=1)
+            while count < limit:
+                at = self.after(at)
+                if at is None or at >= last:
+                    return count
+                count += 1
+            return count
+        occurrences = self._rule(near=first).xafter(first, inc=True)
+        return sum(1 for _ in itertools.takewhile(lambda at: at < last, itertools.islice(occurrences, limit)))
 
     def _next(self, wall: datetime) -> datetime | None:
         if self.cron:
@@ -72,11 +82,34 @@ class Recurrence:
                 return croniter(self.cron, wall).get_next(datetime)
             except CroniterBadDateError:
                 return None
-        return self._rule().after(wall, inc=False)
+        return self._rule(near=wall).after(wall, inc=False)
 
-    def _rule(self):
-        text = self.rrule.removeprefix("RRULE:")
-        return dateutil_rrule.rrulestr(text, dtstart=self.start.replace(second=0, microsecond=0))
+    def _rule(self, near: datetime | None = None):
+        """The RRULE from the start, or, where that cannot change what it gives, from a whole number
+        of its periods before `near`: dateutil walks from the start, and a minutely rule a month old
+        would walk 40,000 occurrences to find the next one."""
+        start = self.start.replace(second=0, microsecond=0)
+        parts = rule_parts(self.rrule)
+        period = PERIODS.get(parts.get("FREQ", ""))
+        if near is not None and period and "COUNT" not in parts and near - start > 2 * period:
+            step = period * int(parts.get("INTERVAL", "1"))
+            start += step * ((near - start) // step - 1)
+        return dateutil_rrule.rrulestr(self.rrule.removeprefix("RRULE:"), dtstart=start)
+
+
+# A rule of these frequencies gives the same occurrences from a start moved by whole periods
+# (times of day, weekdays and week starts stay where they were); months and years vary in length.
+PERIODS = {"MINUTELY": timedelta(minutes=1), "HOURLY": timedelta(hours=1), "DAILY": timedelta(days=1),
+           "WEEKLY": timedelta(weeks=1)}
+FREQUENCIES = ("MINUTELY", "HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY")
+
+
+def rule_parts(text: str) -> dict[str, str]:
+    parts = {}
+    for part in text.removeprefix("RRULE:").split(";"):
+        name, _, value = part.partition("=")
+        parts[name.strip().upper()] = value.strip()
+    return parts
 
 
 def parse(rrule: str, cron: str, start: datetime, end: datetime | None) -> Recurrence:
@@ -93,9 +126,22 @@ def parse(rrule: str, cron: str, start: datetime, end: datetime | None) -> Recur
         text = rrule.strip().removeprefix("RRULE:")
         if any(part in text.upper() for part in ("DTSTART", "\n", "RDATE", "EXDATE", "EXRULE")):
             raise InvalidRecurrence("rrule", "Give one RRULE's parts (FREQ=…;BYHOUR=…); the start is starts_at.")
+        parts = rule_parts(text)
+        if parts.get("FREQ") == "SECONDLY":
+            raise InvalidRecurrence("rrule", "Fires more than once a minute; at most one occurrence per minute.")
+        if parts.get("FREQ") not in FREQUENCIES:
+            raise InvalidRecurrence("rrule", f"FREQ must be one of: {', '.join(FREQUENCIES)}.")
+        if not parts.get("INTERVAL", "1").isdigit() or int(parts.get("INTERVAL", "1")) < 1:
+            raise InvalidRecurrence("rrule", "INTERVAL must be a whole number of at least 1.")
+        filters = set(parts) - {"FREQ", "INTERVAL", "COUNT", "UNTIL", "WKST"}
+        if parts["FREQ"] in ("MINUTELY", "HOURLY") and filters and (int(parts.get("INTERVAL", "1")) > 1 or "BYSETPOS" in filters):
+            # dateutil searches such a rule that never matches minute by minute to the year 9999 (40 s, measured)
+            raise InvalidRecurrence("rrule", "A MINUTELY or HOURLY rule with BY… parts takes no INTERVAL or BYSETPOS.")
         rrule = text
     recurrence = Recurrence(rrule, cron, start.replace(second=0, microsecond=0), end)
     try:
+        if rrule and no_day_matches(rrule, recurrence.start):
+            raise InvalidRecurrence("rrule", "Never fires between starts_at and ends_at.")
         first = recurrence.after(recurrence.start - timedelta(seconds=1))
         sample = [first]
         while sample[-1] is not None and len(sample) < GAP_SAMPLE:
@@ -108,6 +154,21 @@ def parse(rrule: str, cron: str, start: datetime, end: datetime | None) -> Recur
     if any(later - earlier < MIN_GAP for earlier, later in zip(times, times[1:])):
         raise InvalidRecurrence(field, "Fires more than once a minute; at most one occurrence per minute.")
     return recurrence
+
+
+def no_day_matches(rrule: str, start: datetime) -> bool:
+    """Whether no day of any year matches the rule's day and time filters (30 February, say).
+
+    dateutil looks for a minutely, hourly or daily rule's first match period by period up to the
+    year 9999 (7–40 s for one that never matches, measured); the same filters as a yearly rule are
+    checked in well under a second.
+    """
+    parts = rule_parts(rrule)
+    if parts.get("FREQ") in ("MONTHLY", "YEARLY"):
+        return False
+    yearly = ";".join(["FREQ=YEARLY", *(f"{name}={value}" for name, value in parts.items()
+                                        if name not in ("FREQ", "INTERVAL", "COUNT", "BYSETPOS"))])
+    return dateutil_rrule.rrulestr(yearly, dtstart=start).after(start, inc=True) is None
 
 
 def wall_time(instant: datetime, zone_name: str) -> datetime:

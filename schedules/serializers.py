@@ -43,6 +43,9 @@ class ScheduleRequest(StrictSerializer):
         if ("rrule" in attrs) == ("cron" in attrs):
             raise serializers.ValidationError({"rrule": "Give either rrule (RFC 5545) or cron."})
         attrs.setdefault("starts_at", timezone.now())
+        for name in ("starts_at", "ends_at"):
+            if attrs.get(name) is not None and not 2000 <= attrs[name].year <= 2200:
+                raise serializers.ValidationError({name: "Must be between the years 2000 and 2200."})
         if attrs.get("ends_at") is not None and attrs["ends_at"] <= attrs["starts_at"]:
             raise serializers.ValidationError({"ends_at": "Must be after starts_at."})
         return attrs

@@ -210,3 +210,43 @@ def test_a_due_step_whose_condition_ended_is_canceled_and_a_later_one_with_anoth
 
     assert steps(notification)[1:] == [(1, ["sms"], "canceled", "delivered"), (2, ["email"], "done", "")]
     assert Delivery.objects.filter(notification=notification, channel="email").exists()
+
+
+def test_a_first_send_held_back_as_a_duplicate_does_not_escalate(api, ada):
+    accept_and_route(api, escalation=STEPS)
+
+    again = accept_and_route(api, escalation=STEPS, idempotency_key="another")
+
+    assert again.status == "failed"
+    assert steps(again) == []
+
+
+def test_the_first_wait_starts_when_a_send_held_for_quiet_hours_goes_out(api, ada):
+    from preferences.models import Preferences
+
+    now = timezone.now()
+    Preferences.objects.create(recipient=ada, quiet_hours_enabled=True, quiet_hours_start=(now - timedelta(hours=1)).time(),
+                               quiet_hours_end=(now + timedelta(hours=2)).time())
+    response = api.post("/api/v1/notifications", notification_body(user_id="ada", type="reminder", channels=["push"],
+                                                                    escalation=STEPS), format="json")
+    routing.route(response.json()["id"])
+
+    push = Delivery.objects.get(notification_id=response.json()["id"], channel="push")
+    step = WorkflowStep.objects.get(notification_id=response.json()["id"], position=1)
+    assert push.held_until is not None
+    assert step.due_at == push.held_until + timedelta(seconds=300)
+
+
+def test_a_notification_whose_every_step_reached_nobody_fails(api, ada):
+    ada.devices.all().delete()
+    ada.phone = ""
+    ada.save()
+    response = api.post("/api/v1/notifications", notification_body(user_id="ada", type="security", channels=["push"],
+                                                                    escalation=[{"channels": ["sms"], "wait_seconds": 0}]),
+                        format="json")
+    routing.route(response.json()["id"])
+    assert Notification.objects.get(pk=response.json()["id"]).status == "sending"
+
+    escalation.escalate_due(10, now=later(1))
+
+    assert Notification.objects.get(pk=response.json()["id"]).status == "failed"

@@ -139,3 +139,12 @@ def test_an_escalation_step_on_a_channel_the_template_lacks_is_a_400(api, people
 
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "escalation.0.channels"
+
+
+def test_a_half_hour_clock_change_does_not_stall_the_search_for_the_best_hour():
+    now = datetime(2026, 4, 4, 12, tzinfo=UTC)  # Lord Howe turns its clocks back half an hour that night
+
+    starts = send_time.hour_starts(now, send_time.ZoneInfo("Australia/Lord_Howe"), 24)
+
+    assert len(starts) == 25 and starts == sorted(set(starts))
+    assert send_time.optimal({1: 3}, "Australia/Lord_Howe", 24, 10, now)[0] == datetime(2026, 4, 4, 14, tzinfo=UTC)

@@ -22,6 +22,7 @@ def test_good_steps_parse_with_not_read_as_the_default_condition():
     ([{"channels": ["sms"], "wait_seconds": 7 * 86400 + 1}], "0.wait_seconds"),
     ([{"channels": ["sms"], "wait_seconds": 1}, {"channels": ["email"], "wait_seconds": 1, "if": "unread"}], "1.if"),
     ([{"channels": ["sms"], "wait_seconds": 1}] * 11, ""),
+    ([{"channels": ["sms"], "wait_seconds": 1, "if": ["not_read"]}], "0.if"),
 ])
 def test_steps_that_cannot_run_are_named(steps, field):
     assert problems(steps)[0][0] == field

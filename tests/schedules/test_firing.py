@@ -188,3 +188,34 @@ def test_a_campaign_in_each_recipients_own_timezone_reaches_each_at_nine_in_thei
     times = dict(Notification.objects.filter(campaign_id=campaign.pk).values_list("recipient__external_id", "scheduled_at"))
     assert times == {"ada": datetime(2026, 11, 2, 8, tzinfo=UTC), "ny": datetime(2026, 11, 2, 14, tzinfo=UTC),
                      "raj": datetime(2026, 11, 2, 3, 30, tzinfo=UTC)}
+
+
+def test_a_person_who_moved_west_gets_the_occurrence_at_nine_where_they_are_now_not_early(api, ada):
+    make_recipient("kai", timezone="Asia/Tokyo")
+    with time_machine.travel(datetime(2026, 11, 1, 12, tzinfo=UTC), tick=False):
+        schedule = create(api, timezone="recipient", notification={
+            "user_id": "kai", "type": "reminder", "template": "welcome", "variables": {"name": "Kai"}, "channels": ["email"]})
+    assert schedule["next_run_at"] == "2026-11-02T00:00:00Z"  # 09:00 in Tokyo
+    Recipient.objects.filter(external_id="kai").update(timezone="America/New_York")
+
+    assert sweep_at(datetime(2026, 11, 2, 0, 0, 1, tzinfo=UTC)) == 1  # looked at, not sent: 19:00 in New York
+    assert not ScheduleRun.objects.filter(schedule_id=schedule["id"]).exists()
+    assert sweep_at(datetime(2026, 11, 2, 14, 0, 1, tzinfo=UTC)) == 1  # 09:00 in New York
+
+    [run] = ScheduleRun.objects.filter(schedule_id=schedule["id"])
+    assert (run.occurrence, run.due_at) == ("2026-11-02T09:00", datetime(2026, 11, 2, 14, tzinfo=UTC))
+
+
+def test_an_hourly_half_past_fires_once_per_instant_across_the_spring_gap(api, ada):
+    with time_machine.travel(datetime(2026, 3, 28, 23, tzinfo=UTC), tick=False):
+        schedule = create(api, cron="30 * * * *")
+
+    for minute in range(0, 4 * 60, 5):
+        sweep_at(datetime(2026, 3, 29, 0, tzinfo=UTC) + timedelta(minutes=minute, seconds=1))
+
+    runs = list(ScheduleRun.objects.filter(schedule_id=schedule["id"]).order_by("due_at").values_list("occurrence", "due_at"))
+    assert [at for _, at in runs] == [datetime(2026, 3, 28, 23, 30, tzinfo=UTC)] + [
+        datetime(2026, 3, 29, h, 30, tzinfo=UTC) for h in range(0, 4)]  # one an hour, none twice
+    # 02:30 does not exist that night: it is the same instant as 03:30 CEST, which fires once
+    assert [o[-5:] for o, _ in runs] == ["00:30", "01:30", "03:30", "04:30", "05:30"]
+    assert Schedule.objects.get(pk=schedule["id"]).skipped == 0

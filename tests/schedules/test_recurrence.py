@@ -60,7 +60,11 @@ def test_a_weekly_rrule_with_count():
     ("", "every day", None, "cron", "five fields"),
     ("", "61 9 * * *", None, "cron", "not a cron"),
     ("", "0 9 30 2 *", None, "cron", "Never fires"),
-    ("FREQ=SOMETIMES", "", None, "rrule", "Does not parse"),
+    ("FREQ=SOMETIMES", "", None, "rrule", "FREQ must be"),
+    ("FREQ=DAILY;INTERVAL=0", "", None, "rrule", "INTERVAL"),
+    ("FREQ=MINUTELY;BYMONTH=2;BYMONTHDAY=30", "", None, "rrule", "Never fires"),
+    ("FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30;BYHOUR=1", "", None, "rrule", "Never fires"),
+    ("FREQ=MINUTELY;INTERVAL=2;BYMINUTE=1", "", None, "rrule", "no INTERVAL"),
     ("FREQ=DAILY;BYHOUR=25", "", None, "rrule", "Does not parse"),
     ("FREQ=DAILY;COUNT=0", "", None, "rrule", "Never fires"),
     ("FREQ=DAILY;UNTIL=20250101T000000", "", None, "rrule", "Never fires"),
@@ -83,3 +87,21 @@ def test_once_a_minute_is_allowed():
 
     assert walls(rule, datetime(2026, 1, 1), 2) == [datetime(2026, 1, 1, 0, 1), datetime(2026, 1, 1, 0, 2)]
     assert recurrence.occurrence_key(datetime(2026, 1, 1, 0, 1)) == "2026-01-01T00:01"
+
+
+def test_a_minutely_rule_a_month_old_finds_its_next_occurrence_without_walking_the_month():
+    import time
+
+    rule = parse("FREQ=MINUTELY;BYHOUR=9,10", "", datetime(2026, 1, 1), None)
+    started = time.perf_counter()
+
+    assert rule.after(datetime(2026, 2, 15, 9, 30)) == datetime(2026, 2, 15, 9, 31)
+    assert rule.latest(datetime(2026, 2, 15, 12)) == datetime(2026, 2, 15, 10, 59)
+    assert rule.count_between(datetime(2026, 2, 15), datetime(2026, 2, 18)) == 3 * 120
+    assert time.perf_counter() - started < 1  # walking from 1 January took seconds
+
+
+def test_a_weekly_rule_with_an_interval_keeps_its_weeks_when_started_near_the_query():
+    rule = parse("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO;BYHOUR=9;BYMINUTE=0", "", datetime(2026, 1, 5), None)
+
+    assert walls(rule, datetime(2026, 6, 1), 2) == [datetime(2026, 6, 8, 9), datetime(2026, 6, 22, 9)]
