@@ -8,6 +8,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from core import sweeps
 from core.states import Status, transition
 from notifications import batch_closing, batching, escalation, routing
 from notifications.lifecycle import refresh_notification_status
@@ -111,9 +112,4 @@ def close_batches() -> int:
 @shared_task(autoretry_for=(DatabaseError, RedisError), retry_backoff=1, retry_backoff_max=30, retry_jitter=True, max_retries=10)
 def escalate() -> int:
     """Fire every escalation step that is due (each once), a chunk at a time."""
-    total = 0
-    while True:
-        taken = escalation.escalate_due(settings.HERALD_ESCALATION_CHUNK)
-        total += taken
-        if taken < settings.HERALD_ESCALATION_CHUNK:
-            return total
+    return sweeps.drain(escalation.escalate_due, settings.HERALD_ESCALATION_CHUNK)

@@ -1,20 +1,12 @@
 from django.contrib import admin
 
+from core.admin import HistoryInline
 from schedules.models import Schedule, ScheduleRun
 
 
-class ScheduleRunInline(admin.TabularInline):
+class ScheduleRunInline(HistoryInline):
     model = ScheduleRun
-    extra = 0
-    can_delete = False
     fields = ["occurrence", "due_at", "fired_at", "outcome", "notification_id", "campaign_id", "skipped_before", "error"]
-    readonly_fields = fields
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).order_by("-fired_at")
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Schedule)
