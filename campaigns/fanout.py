@@ -104,7 +104,7 @@ def send_times(campaign: Campaign, people: list[int], now) -> dict[int, tuple]:
         local = datetime.fromisoformat(spec["local_datetime"])
         return {pk: send_time.at_local_datetime(local, zones[pk], now) for pk in people}
     hours = send_time.engagement_hours(people, now)
-    default_hour = preference_store.policy_for(campaign.type, preference_store.category_policies()).default_send_hour
+    default_hour = preference_store.category_policy(campaign.type).default_send_hour
     times = {}
     for pk in people:
         at, reason = send_time.optimal(hours.get(pk, {}), zones[pk], spec.get("window_hours", 24), default_hour, now)

@@ -141,7 +141,7 @@ def resolve_send_at(data: dict, recipient_id: int, zone_name: str, now) -> tuple
     if data["send_at"] != send_time.OPTIMAL:
         return send_time.at_local_time(data["send_at"], zone_name, now)
     hours = send_time.engagement_hours([recipient_id], now).get(recipient_id, {})
-    default_hour = preference_store.policy_for(data["type"], preference_store.category_policies()).default_send_hour
+    default_hour = preference_store.category_policy(data["type"]).default_send_hour
     at, reason = send_time.optimal(hours, zone_name, data.get("send_window_hours") or 24, default_hour, now)
     return (at if at > now else None), reason
 

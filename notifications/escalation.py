@@ -17,7 +17,6 @@ import logging
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -29,10 +28,10 @@ from delivery.models import Delivery
 from delivery.publishing import wake_deliveries
 from notifications.lifecycle import refresh_notification_status
 from notifications.models import Notification, WorkflowStep
+from notifications.policy import choose_channels
 from preferences import escalation as escalation_steps
 from preferences import policy as preference_policy
 from preferences import store as preference_store
-from templates_app.models import Template
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ def steps_for(notification: Notification) -> tuple[escalation_steps.Step, ...]:
     """The request's steps if it gave any (even none), else its category's."""
     if notification.escalation is not None:
         return escalation_steps.parse(notification.escalation)
-    return preference_store.policy_for(notification.type, preference_store.category_policies()).escalation
+    return preference_store.category_policy(notification.type).escalation
 
 
 def plan(notification: Notification, first: list[Delivery], skipped: list[dict], now: datetime) -> list[WorkflowStep]:
@@ -120,21 +119,14 @@ def fire(steps: list[WorkflowStep], now: datetime) -> set[tuple[str, str]]:
     Reads what the chunk needs in a few queries (notifications with their people, deliveries,
     templates, suppressions; preferences read ahead) and writes every outcome in a few more.
     """
-    from notifications.routing import current_versions, suppressions
+    # Imported here: routing imports this module to plan a notification's steps.
+    from notifications.routing import templates_and_suppressions, with_people
 
     if not steps:
         return set()
-    notifications = {n.pk: n for n in Notification.objects.filter(pk__in={s.notification_id for s in steps})
-                     .select_related("recipient")
-                     .annotate(active_devices=Count("recipient__devices", filter=Q(recipient__devices__is_active=True)))}
+    notifications = {n.pk: n for n in with_people(Notification.objects.filter(pk__in={s.notification_id for s in steps}))}
     reached, used = delivery_progress(list(notifications))
-    names = {n.template_name for n in notifications.values()}
-    template_channels: dict[str, set[str]] = {}
-    for name, channel in Template.objects.filter(name__in=names).values_list("name", "channel"):
-        template_channels.setdefault(name, set()).add(channel)
-    versions = current_versions(names)
-    suppressed = suppressions({address for n in notifications.values() for address in n.recipient.contact_addresses().values()
-                               if address})
+    template_channels, versions, suppressed = templates_and_suppressions(list(notifications.values()))
     outcomes, deliveries, stopped = [], [], {}
     with preference_store.read_ahead(n.recipient_id for n in notifications.values()):
         for step in steps:
@@ -155,7 +147,7 @@ def fire(steps: list[WorkflowStep], now: datetime) -> set[tuple[str, str]]:
     bulk.insert(Delivery, deliveries)
     finish(outcomes, now)
     for notification_id, reason in stopped.items():
-        cancel_open(notification_id, reason, now)
+        cancel_open([notification_id], reason, now)
     going_on = [step for step, _, reason, _ in outcomes if reason != "notification_canceled"]
     promoted = promote_next(going_on, now)
     for step, state, _, _ in outcomes:
@@ -184,17 +176,12 @@ def delivery_progress(notification_ids: list) -> tuple[dict, dict]:
 def plan_deliveries(notification: Notification, step: WorkflowStep, now: datetime, used: set[str], template_channels: set[str],
                     suppressed: dict, version: int | None) -> tuple[list[Delivery], list[dict]]:
     """The step's deliveries, with the person's reachability, choices and quiet hours applied as routing does."""
-    from notifications.routing import dedup_key, unreachable_channels
+    from notifications.routing import dedup_key, queued_delivery, unreachable_channels
 
     unreachable = unreachable_channels(notification.recipient, notification.active_devices, suppressed)
-    skipped, candidates = [], []
-    for channel in step.channels:
-        reason = ("already_sent" if channel in used else "no_template" if channel not in template_channels
-                  else unreachable.get(channel))
-        if reason:
-            skipped.append({"channel": channel, "reason": reason})
-        else:
-            candidates.append(channel)
+    skipped = [{"channel": channel, "reason": "already_sent"} for channel in step.channels if channel in used]
+    candidates, cannot = choose_channels([c for c in step.channels if c not in used], template_channels, unreachable)
+    skipped += cannot
     decisions = preference_policy.decide(
         notification.recipient, notification.type, candidates, notification.priority, dedup_key(notification), now,
         admission_id=str(notification.pk),
@@ -204,14 +191,8 @@ def plan_deliveries(notification: Notification, step: WorkflowStep, now: datetim
         if decision.action == preference_policy.SUPPRESS:
             skipped.append({"channel": decision.channel, "reason": decision.reason})
             continue
-        held_until = decision.hold_until if decision.action == preference_policy.HOLD else None
-        reason = f"escalation_step_{step.position}:{step.condition}"
-        deliveries.append(Delivery(
-            notification=notification, channel=decision.channel, priority=notification.priority, status=Status.QUEUED,
-            status_changed_at=now, status_history=[{"status": Status.QUEUED, "at": now.isoformat(), "reason": reason}],
-            available_at=held_until or now, held_until=held_until, created_at=now, template_version=version,
-            escalation_step=step.position,
-        ))
+        deliveries.append(queued_delivery(notification, decision, now, version=version, escalation_step=step.position,
+                                          reason=f"escalation_step_{step.position}:{step.condition}"))
     return deliveries, skipped
 
 
@@ -252,6 +233,8 @@ def stop_for(notification_id, reached: str, now: datetime | None = None) -> int:
     Called in the transaction that records the read or delivery; the order of the two writes is
     what makes the race rules in this module's docstring hold.
     """
+    if not WorkflowStep.objects.filter(notification_id=notification_id).exists():
+        return 0  # most notifications have no workflow: a receipt for one costs this one look
     now = now or timezone.now()
     ended = [name for name, state in escalation_steps.CONDITIONS.items() if state == reached or reached == "read"]
     with connection.cursor() as cursor:
@@ -283,9 +266,7 @@ def on_delivery_moved(sender, notification_id, status, **kwargs) -> None:
 
 
 def cancel_open(notification_ids, reason: str, now: datetime | None = None) -> int:
-    """Cancel every step not yet fired of `notification_ids` (an id, ids or a subquery)."""
-    if not isinstance(notification_ids, (list, tuple, set)) and not hasattr(notification_ids, "query"):
-        notification_ids = [notification_ids]
+    """Cancel every step not yet fired of `notification_ids` (ids or a subquery)."""
     return WorkflowStep.objects.filter(notification_id__in=notification_ids, state__in=OPEN_STATES).update(
         state=State.CANCELED, finished_at=now or timezone.now(), reason=reason)
 

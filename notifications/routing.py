@@ -160,6 +160,23 @@ def plan_and_create_deliveries(notification_id, claimed_at: datetime) -> None:
         raise LostClaim(notification_id)
 
 
+def with_people(notifications):
+    """`notifications` (a queryset) with their person and the count of the person's active devices, in one query."""
+    return notifications.select_related("recipient").annotate(
+        active_devices=Count("recipient__devices", filter=Q(recipient__devices__is_active=True)))
+
+
+def templates_and_suppressions(notifications: list[Notification]) -> tuple[dict[str, set[str]], dict[str, int], dict]:
+    """What deciding their channels needs beside the people: each template's channels and current
+    version, and the suppressions of every address, in three queries."""
+    names = {n.template_name for n in notifications}
+    template_channels: dict[str, set[str]] = defaultdict(set)
+    for name, channel in Template.objects.filter(name__in=names).values_list("name", "channel"):
+        template_channels[name].add(channel)
+    addresses = {address for n in notifications for address in n.recipient.contact_addresses().values() if address}
+    return dict(template_channels), current_versions(names), suppressions(addresses)
+
+
 def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
     """Route notifications claimed at `claimed_at`: read what they need in a few queries, decide
     each on its own, and write every delivery and status move in one transaction. The ids routed.
@@ -167,10 +184,8 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
     The status move is fenced by the claim: a row another worker took over is left to it, and
     its deliveries are never written.
     """
-    notifications = list(
-        Notification.objects.filter(pk__in=notification_ids, status=Status.ROUTING, status_changed_at=claimed_at)
-        .select_related("recipient")
-        .annotate(active_devices=Count("recipient__devices", filter=Q(recipient__devices__is_active=True)))
+    notifications = list(with_people(
+        Notification.objects.filter(pk__in=notification_ids, status=Status.ROUTING, status_changed_at=claimed_at))
     )
     now = timezone.now()
     held: set = set()
@@ -180,16 +195,10 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
         if rules:  # items of a batch wait for it (notifications/batching.py); the rest are routed now
             route_now, held = batching.collect([n for n in notifications if n.pk in rules], rules, claimed_at, now)
             notifications = [n for n in notifications if n.pk not in rules] + route_now
-        names = {n.template_name for n in notifications}
-        template_channels: dict[str, set[str]] = defaultdict(set)
-        for name, channel in Template.objects.filter(name__in=names).values_list("name", "channel"):
-            template_channels[name].add(channel)
-        versions = current_versions(names)
-        suppressed = suppressions({address for n in notifications for address in n.recipient.contact_addresses().values()
-                                   if address})
+        template_channels, versions, suppressed = templates_and_suppressions(notifications)
         arms = experiment_arms.arms_for([(n.recipient_id, n.recipient.external_id, n.template_name) for n in notifications])
         exposures: dict = defaultdict(list)
-        planned = {n.pk: plan(n, template_channels[n.template_name], suppressed, now, versions.get(n.template_name),
+        planned = {n.pk: plan(n, template_channels.get(n.template_name, set()), suppressed, now, versions.get(n.template_name),
                               arms, exposures[n.pk])
                    for n in notifications}
         workflows = {n.pk: rows for n in notifications if (rows := escalation.plan(n, *planned[n.pk], now))}
@@ -250,14 +259,21 @@ def plan(notification: Notification, template_channels: set[str], suppressed: di
         if held:
             skipped.append({"channel": decision.channel, "reason": decision.reason, "until": decision.hold_until.isoformat()})
         arm = choice if choice is not None and not choice.holdout else None
-        deliveries.append(Delivery(
-            notification=notification, channel=decision.channel, priority=notification.priority,
-            status=Status.QUEUED, status_changed_at=now,
-            status_history=[{"status": Status.QUEUED, "at": now.isoformat(), **({"reason": decision.reason} if held else {})}],
-            available_at=decision.hold_until if held else now, held_until=decision.hold_until if held else None,
-            created_at=now, template_version=arm.version if arm else version, experiment_arm=arm.arm if arm else "",
-        ))
+        deliveries.append(queued_delivery(notification, decision, now, version=arm.version if arm else version,
+                                          experiment_arm=arm.arm if arm else ""))
     return deliveries, skipped
+
+
+def queued_delivery(notification: Notification, decision, now: datetime, *, version: int | None, reason: str = "",
+                    **fields) -> Delivery:
+    """The delivery a send or hold decision makes (a held one waits for its hold_until), queued with its reason."""
+    held_until = decision.hold_until if decision.action == preference_policy.HOLD else None
+    reason = reason or (decision.reason if held_until else "")
+    return Delivery(
+        notification=notification, channel=decision.channel, priority=notification.priority, status=Status.QUEUED,
+        status_changed_at=now, status_history=[{"status": Status.QUEUED, "at": now.isoformat(), **({"reason": reason} if reason else {})}],
+        available_at=held_until or now, held_until=held_until, created_at=now, template_version=version, **fields,
+    )
 
 
 def current_version(template_name: str) -> int | None:
@@ -412,15 +428,11 @@ def fall_back(delivery: Delivery, reason: str) -> Delivery | None:
             )
             if decision.action == preference_policy.SUPPRESS:
                 continue
-            held_until = decision.hold_until if decision.action == preference_policy.HOLD else None
-            created = Delivery.objects.create(
-                notification=notification, channel=channel, priority=notification.priority,
-                fallback_from=delivery, created_at=now, template_version=current_version(notification.template_name),
-                status=Status.QUEUED, status_changed_at=now, available_at=held_until or now, held_until=held_until,
-                status_history=[{"status": Status.QUEUED, "at": now.isoformat(), "reason": f"fallback_from_{delivery.channel}:{reason}"}],
-            )
+            created = queued_delivery(notification, decision, now, version=current_version(notification.template_name),
+                                      reason=f"fallback_from_{delivery.channel}:{reason}", fallback_from=delivery)
+            created.save(force_insert=True)
             escalation.record_fallback(notification.pk, created, delivery.channel, reason, now)
-            if held_until is None:
+            if created.held_until is None:
                 transaction.on_commit(lambda ch=channel: wake_deliveries(ch, notification.priority))
             log.info("notification %s: %s could not reach the person (%s); falling back to %s",
                      notification.pk, delivery.channel, reason, channel)

@@ -78,8 +78,13 @@ def read_ahead(recipient_ids=()) -> Iterator[None]:
         _read_ahead.choices, _read_ahead.policies = {}, None
 
 
+def category_policy(category: str) -> CategoryPolicy:
+    """One category's settings, from the cache when possible."""
+    return policy_for(category, category_policies())
+
+
 def is_required(category: str) -> bool:
-    return policy_for(category, category_policies()).required
+    return category_policy(category).required
 
 
 def load(recipient_id: int, category: str) -> tuple[Choices, CategoryPolicy]:

@@ -31,7 +31,7 @@ def unsubscribe_url(recipient: Recipient, category: str) -> str:
 
 def list_unsubscribe_headers(recipient: Recipient, category: str) -> dict[str, str]:
     """RFC 8058 one-click headers for categories that carry them (marketing, social); else empty."""
-    policy = store.policy_for(category, store.category_policies())
+    policy = store.category_policy(category)
     if policy.required or not policy.list_unsubscribe:
         return {}
     return {

@@ -228,7 +228,7 @@ def unsubscribe_view(request, token):
     except signing.BadSignature:
         return unsubscribe_page(request, "unsubscribe_invalid.html", status=400)
     recipient = Recipient.objects.filter(pk=recipient_id).first()
-    policy = store.policy_for(category, store.category_policies())
+    policy = store.category_policy(category)
     if recipient is None or policy.required:
         return unsubscribe_page(request, "unsubscribe_invalid.html", status=400)
     context = {"category": category, "email": privacy.masked_email(recipient.email)}

@@ -30,14 +30,16 @@ from schedules.models import Schedule, ScheduleRun
 log = logging.getLogger(__name__)
 
 
-def zone_of(schedule: Schedule) -> str:
-    """The timezone the schedule's wall-clock times are read in right now."""
+def zone_of(schedule: Schedule, people_zones: dict[str, str] | None = None) -> str:
+    """The timezone the schedule's wall-clock times are read in right now (`people_zones`: user id → timezone, read ahead)."""
     if schedule.timezone != Schedule.RECIPIENT_TIMEZONE:
         return schedule.timezone
-    if schedule.kind == "notification":
-        found = Recipient.objects.filter(external_id=schedule.payload["user_id"]).values_list("timezone", flat=True).first()
-        return found or "UTC"
-    return recurrence.EARLIEST_ZONE
+    if schedule.kind != "notification":
+        return recurrence.EARLIEST_ZONE
+    user_id = schedule.payload.get("user_id")
+    if people_zones is None:
+        people_zones = dict(Recipient.objects.filter(external_id=user_id).values_list("external_id", "timezone"))
+    return people_zones.get(user_id, "UTC")
 
 
 def recurrence_of(schedule: Schedule, zone_name: str) -> recurrence.Recurrence:
@@ -46,16 +48,13 @@ def recurrence_of(schedule: Schedule, zone_name: str) -> recurrence.Recurrence:
                                  recurrence.wall_time(schedule.starts_at, zone_name).replace(second=0, microsecond=0), end)
 
 
-def upcoming(schedule: Schedule, count: int, after: datetime | None = None) -> list[dict]:
-    """The next `count` occurrences after `after` (default: the next one's), with their instants."""
+def upcoming(schedule: Schedule, count: int) -> list[dict]:
+    """The next `count` occurrences from the next one, with their instants."""
+    if not schedule.next_occurrence:
+        return []
     zone_name = zone_of(schedule)
     rule = recurrence_of(schedule, zone_name)
-    if after is None:
-        if not schedule.next_occurrence:
-            return []
-        wall = recurrence.from_key(schedule.next_occurrence)
-    else:
-        wall = rule.after(recurrence.wall_time(after, zone_name))
+    wall = recurrence.from_key(schedule.next_occurrence)
     found = []
     while wall is not None and len(found) < count:
         found.append({"occurrence": recurrence.occurrence_key(wall), "at": recurrence.instant(wall, zone_name)})
@@ -140,8 +139,7 @@ def zones_of(schedules: list[Schedule]) -> dict:
     people = {s.payload.get("user_id") for s in schedules
               if s.timezone == Schedule.RECIPIENT_TIMEZONE and s.kind == "notification"}
     found = dict(Recipient.objects.filter(external_id__in=people).values_list("external_id", "timezone")) if people else {}
-    return {s.pk: (found.get(s.payload.get("user_id"), "UTC") if s.timezone == Schedule.RECIPIENT_TIMEZONE and s.kind == "notification"
-                   else zone_of(s)) for s in schedules}
+    return {s.pk: zone_of(s, found) for s in schedules}
 
 
 def advance(schedule: Schedule, zone_name: str, now: datetime) -> ScheduleRun | None:
