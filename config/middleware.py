@@ -6,7 +6,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
 
-from core import throttle
+from core import bounded, throttle
 from core.errors import payload_too_large
 
 
@@ -118,4 +118,23 @@ class ServiceUnavailableDuringOutages:
             status=503,
         )
         response["Retry-After"] = str(self.RETRY_AFTER_SECONDS)
+        return response
+
+
+class BoundedWorkPerRequest:
+    """One budget per request for work on author or caller content (core/bounded.py), and a 503
+    with Retry-After when every host-wide slot for such heavy requests is taken."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        with bounded.budget(settings.HERALD_REQUEST_WORK_BUDGET_SECONDS, web=True):
+            return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, bounded.Busy):
+            return None
+        response = JsonResponse({"error": {"code": "busy", "message": str(exception), "field": None}}, status=503)
+        response["Retry-After"] = str(exception.retry_after)
         return response

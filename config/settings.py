@@ -95,6 +95,7 @@ MIDDLEWARE = [
     "config.middleware.RefuseUnstorableUrls",
     "config.middleware.ApiBodySizeLimit",
     "config.middleware.ThrottleAdminLogin",
+    "config.middleware.BoundedWorkPerRequest",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -358,6 +359,19 @@ CELERY_BEAT_SCHEDULE = {
 HERALD_RENDER_TIME_LIMIT_SECONDS = env_float("HERALD_RENDER_TIME_LIMIT_SECONDS", 2.0)
 HERALD_RENDER_MEMORY_MB = env_int("HERALD_RENDER_MEMORY_MB", 256)
 HERALD_RENDER_MAX_CHARS = env_int("HERALD_RENDER_MAX_CHARS", 262144)
+# The same processes run every other job on author or caller content (core/bounded.py): diffs,
+# schema samples, recurrence rules. A job's input (its JSON) may be at most this large.
+HERALD_BOUNDED_MAX_INPUT_BYTES = env_int("HERALD_BOUNDED_MAX_INPUT_BYTES", 4 * 1024 * 1024)
+# Imported by each bounded process before it says it is ready, so no request pays for them.
+HERALD_BOUNDED_PRELOAD = ["templates_app.content_jobs"]
+# One web request shares this many seconds among all its bounded work (a version with many
+# contents, a preview, a diff, a schedule's rule): past it, the request is refused with a 4xx.
+HERALD_REQUEST_WORK_BUDGET_SECONDS = env_float("HERALD_REQUEST_WORK_BUDGET_SECONDS", 4.0)
+# Web requests doing bounded work at once on this host; more are told 503 with Retry-After, so
+# heavy requests never hold every web worker. Default: one less than gunicorn's workers.
+HERALD_BOUNDED_WEB_SLOTS = env_int("HERALD_BOUNDED_WEB_SLOTS", max(1, env_int("WEB_CONCURRENCY", 2) - 1))
+# Where the slots' lock files live (one directory per installation and host); empty: the temp directory.
+HERALD_BOUNDED_SLOT_DIR = env_str("HERALD_BOUNDED_SLOT_DIR")
 
 # --- Delivery policy ----------------------------------------------------------------------
 def env_seconds_by_category(name: str, defaults: dict[str, int]) -> dict[str, int]:

@@ -36,8 +36,14 @@ def render_content(delivery: Delivery, templates: dict | None = None) -> dict:
     rendered = ("rendered", key, delivery.channel, delivery.template_locale, recipient.locale, recipient.timezone,
                 json.dumps(notification.variables, sort_keys=True))
     if rendered not in templates:
-        content = render(template, notification.variables, recipient.locale, recipient.timezone)
+        try:
+            content = render(template, notification.variables, recipient.locale, recipient.timezone)
+        except RenderError as exc:
+            templates[rendered] = exc  # the next person of the chunk with the same render fails the same way, at once
+            raise
         templates[rendered] = tracking.tracked(content) if delivery.channel == Channel.EMAIL and tracking.enabled() else content
+    if isinstance(templates[rendered], RenderError):
+        raise templates[rendered]
     content = tracking.for_delivery(templates[rendered], delivery.pk)
     if unsubscribe.list_unsubscribe_headers(notification.recipient, notification.type) and delivery.channel == Channel.EMAIL:
         content = with_unsubscribe_footer(content, unsubscribe.unsubscribe_url(notification.recipient, notification.type), notification.type)

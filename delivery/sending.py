@@ -64,8 +64,9 @@ def make_attempt(delivery: Delivery, claim_at: datetime) -> tuple[SendResult, st
             delivery.content = render_content(delivery)
         result, provider_name = send(delivery, deadline, claim_at)
     except RenderError as exc:
-        # A template that breaks a bound fails at once; a render process that died is ours to retry.
-        if exc.bound == "crash":
+        # A template that breaks a bound, or kills the process rendering it, fails at once; a render
+        # process that could not start is ours to retry.
+        if exc.ours:
             result = SendResult.retry(ErrorCode.RENDERER_CRASHED, str(exc))
         else:
             result = SendResult.failed(ErrorCode.RENDER_ERROR, str(exc))

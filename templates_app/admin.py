@@ -1,7 +1,6 @@
 """Templates for ops staff: versions with their history, a diff between any two, a preview of every
 channel × locale, publishing (with the checks of the API) and "send a test"."""
 
-import difflib
 import json
 
 from django import forms
@@ -19,7 +18,8 @@ from core.admin import HistoryInline
 from core.errors import ApiError
 from templates_app import versions
 from templates_app.models import MessageTemplate, Template, TemplateVersion
-from templates_app.rendering import RenderError, render
+from templates_app import rendering
+from templates_app.rendering import RenderError
 from templates_app.serializers import ContentRequest
 from templates_app.variables import variable_errors
 
@@ -132,9 +132,20 @@ class TemplateVersionAdmin(admin.ModelAdmin):
         ]
         return own + super().get_urls()
 
+    def version_to_view(self, request, pk) -> TemplateVersion:
+        """The version a page shows, if this user may see it."""
+        version = get_object_or_404(TemplateVersion.objects.select_related("template"), pk=pk)
+        if not self.has_view_permission(request, version):
+            raise PermissionDenied
+        return version
+
+    def page_context(self, request, version: TemplateVersion, title: str) -> dict:
+        return {**self.admin_site.each_context(request), "title": title, "version": version, "opts": self.model._meta,
+                "original": version, "has_view_permission": True}
+
     def preview(self, request, pk):
         """Every channel × locale rendered with sample variables (the schema's, or the ones typed in)."""
-        version = get_object_or_404(TemplateVersion.objects.select_related("template"), pk=pk)
+        version = self.version_to_view(request, pk)
         asked = request.POST if request.method == "POST" else request.GET  # a form posts: variables may span lines
         sample = versions.sample_for(version)
         typed = asked.get("variables")
@@ -149,21 +160,32 @@ class TemplateVersionAdmin(admin.ModelAdmin):
         locale, timezone = asked.get("locale") or version.default_locale, asked.get("timezone") or "UTC"
         only = asked.get("only_locale")
         shown = [c for c in version.contents if not only or c["locale"] == only]
-        previews = [preview_of(content, sample if isinstance(sample, dict) else {}, locale, timezone) for content in shown]
-        context = {**self.admin_site.each_context(request), "title": f"Preview of {version}", "version": version,
-                   "previews": previews, "variables": json.dumps(sample, indent=2), "problems": problems,
-                   "locale": locale, "timezone": timezone, "opts": self.model._meta,
+        try:
+            rendered = rendering.render_each(shown, sample if isinstance(sample, dict) else {}, locale, timezone)
+        except RenderError as exc:
+            rendered = []
+            problems.append(f"Rendering stopped: {exc}")
+        previews = [preview_of(content, result) for content, result in zip(shown, rendered)]
+        if len(rendered) < len(shown) and rendered:
+            problems.append(f"{len(shown) - len(rendered)} contents were not rendered: the request's render limit was reached.")
+        context = {**self.page_context(request, version, f"Preview of {version}"), "previews": previews,
+                   "variables": json.dumps(sample, indent=2), "problems": problems, "locale": locale, "timezone": timezone,
                    "locales": sorted({c["locale"] for c in version.contents}), "only_locale": only}
         return TemplateResponse(request, "admin/templates_app/version_preview.html", context)
 
     def diff(self, request, pk):
-        version = get_object_or_404(TemplateVersion.objects.select_related("template"), pk=pk)
+        version = self.version_to_view(request, pk)
         others = version.template.versions.exclude(pk=pk)
         against = request.GET.get("against", "")
         other = (others.filter(number=int(against)).first() if against.isdigit() else None) or others.first()
-        tables = diff_tables(other, version) if other else []
-        context = {**self.admin_site.each_context(request), "title": f"Changes in {version}", "version": version,
-                   "other": other, "others": others, "tables": tables, "opts": self.model._meta}
+        problem, tables = "", []
+        if other:
+            try:
+                tables = diff_tables(other, version)
+            except RenderError as exc:
+                problem = f"The diff could not be made: {exc}"
+        context = {**self.page_context(request, version, f"Changes in {version}"),
+                   "other": other, "others": others, "tables": tables, "problem": problem}
         return TemplateResponse(request, "admin/templates_app/version_diff.html", context)
 
     def version_to_change(self, request, pk) -> TemplateVersion:
@@ -202,14 +224,14 @@ class TemplateVersionAdmin(admin.ModelAdmin):
         return redirect("admin:templates_app_templateversion_change", pk)
 
 
-def preview_of(content: dict, variables: dict, locale: str, timezone: str) -> dict:
-    """One content rendered, with what its channel needs to know: SMS encoding and segments, push lengths."""
+def preview_of(content: dict, result: dict) -> dict:
+    """One content's render, with what its channel needs to know: SMS encoding and segments, push lengths."""
     found = {"channel": content["channel"], "locale": content["locale"], "rendered": {}, "error": "", "notes": []}
-    try:
-        found["rendered"] = render(content, variables, locale, timezone)
-    except RenderError as exc:
-        found["error"] = f"{exc.field or 'body'}: {exc}"
+    if "error" in result:
+        field = result["field"].rpartition(".")[2] if result["field"] else "body"
+        found["error"] = f"{field}: {result['error']}"
         return found
+    found["rendered"] = result["ok"]
     if content["channel"] == "sms":
         sms = sms_text.prepare(found["rendered"].get("body", ""))
         found["notes"].append(f"{sms.encoding}, {sms.segments} segment{'s' if sms.segments > 1 else ''}, "
@@ -223,20 +245,13 @@ def preview_of(content: dict, variables: dict, locale: str, timezone: str) -> di
 
 
 def diff_tables(old: TemplateVersion, new: TemplateVersion) -> list[dict]:
-    """For each channel × locale in either version, a side-by-side table of each field that changed."""
+    """For each channel × locale in either version, the lines of each field that changed (made in a
+    bounded process: drafts are as large as their authors make them)."""
     old_contents = {(c["channel"], c["locale"]): c for c in old.contents}
     new_contents = {(c["channel"], c["locale"]): c for c in new.contents}
-    differ = difflib.HtmlDiff(wrapcolumn=80)
-    tables = []
-    for key in sorted(old_contents.keys() | new_contents.keys()):
-        before, after = old_contents.get(key, {}), new_contents.get(key, {})
-        for field in versions.CONTENT_FIELDS:
-            a, b = before.get(field, "") or "", after.get(field, "") or ""
-            if a != b:
-                tables.append({"where": f"{key[0]}/{key[1]} {field}", "table": differ.make_table(
-                    a.splitlines(), b.splitlines(), f"v{old.number}", f"v{new.number}")})
-    if old.variables_schema != new.variables_schema:
-        tables.append({"where": "variables schema", "table": differ.make_table(
-            json.dumps(old.variables_schema, indent=2).splitlines(), json.dumps(new.variables_schema, indent=2).splitlines(),
-            f"v{old.number}", f"v{new.number}")})
-    return tables
+    pairs = [(f"{key[0]}/{key[1]} {field}", (old_contents.get(key, {}).get(field) or ""),
+              (new_contents.get(key, {}).get(field) or ""))
+             for key in sorted(old_contents.keys() | new_contents.keys()) for field in versions.CONTENT_FIELDS]
+    pairs.append(("variables schema", json.dumps(old.variables_schema, indent=2, sort_keys=True),
+                  json.dumps(new.variables_schema, indent=2, sort_keys=True)))
+    return rendering.diff([pair for pair in pairs if pair[1] != pair[2]])

@@ -1,4 +1,4 @@
-"""The Jinja2 side of rendering, run only inside the render process (`render_process.py`).
+"""The Jinja2 side of rendering, run only inside a bounded process (core/bounded.py, content_jobs.py).
 
 Templates are written by ops staff and filled with caller-supplied variables, so both sides
 are untrusted: the sandbox blocks attribute tricks, StrictUndefined turns a missing variable
@@ -6,7 +6,7 @@ into an error instead of an empty string, and HTML bodies are autoescaped. The s
 bound time or memory (`{{ 3**100000000 }}`, `{{ 'a' * 10**9 }}`, nested loops), which is why
 this module never runs in the web server or a worker: the process around it does.
 
-Imports nothing from Django, so the render process starts in a fraction of a second.
+Imports nothing from Django, so a bounded process starts in a fraction of a second.
 """
 
 from datetime import UTC, date, datetime
@@ -33,7 +33,7 @@ def _environment(undefined, html: bool) -> ImmutableSandboxedEnvironment:
 
 
 # The recipient's locale and timezone for the formatting filters, set for each render. The
-# render process renders one template at a time, so a module-level value is enough.
+# bounded process renders one template at a time, so a module-level value is enough.
 reader = {"locale": Locale("en"), "timezone": ZoneInfo("UTC")}
 
 

@@ -12,43 +12,20 @@ from django.utils import timezone
 from core.errors import ApiError
 from core.vocabulary import Channel
 from templates_app.models import MessageTemplate, Template, TemplateVersion
-from templates_app.rendering import HTML_FIELDS, TEXT_FIELDS, RenderError, render, template_problem
+from templates_app import rendering
+from templates_app.rendering import CONTENT_FIELDS, RenderError
 from templates_app.variables import schema_error, variable_errors
-
-CONTENT_FIELDS = TEXT_FIELDS + HTML_FIELDS
-SAMPLE_OF_TYPE = {"string": "sample", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}, "null": None}
-
-
-def sample_variables(schema: dict):
-    """A value `schema` accepts, for checking a version before it is published.
-
-    Taken from the schema where it says (`examples`, `default`, `const`, `enum`), else built
-    from its types; a property-by-property walk, since a generator library would guess values
-    the template author never meant.
-    """
-    if not isinstance(schema, dict):
-        return None
-    for key in ("examples", "enum"):
-        if isinstance(schema.get(key), list) and schema[key]:
-            return schema[key][0]
-    for key in ("default", "const"):
-        if key in schema:
-            return schema[key]
-    kind = schema.get("type")
-    kind = kind[0] if isinstance(kind, list) and kind else kind
-    if kind == "object" or (kind is None and ("properties" in schema or "required" in schema)):
-        properties = schema.get("properties") or {}
-        sample = {name: sample_variables(sub) for name, sub in properties.items()}
-        return {**{name: "sample" for name in schema.get("required") or [] if isinstance(name, str)}, **sample}
-    if kind == "array":
-        item = sample_variables(schema.get("items") or {})
-        return [item] * min(3, max(1, int(schema.get("minItems") or 1)))  # a sample, not a load test
-    return SAMPLE_OF_TYPE.get(kind, "sample")
 
 
 def sample_for(version: TemplateVersion) -> dict:
-    """Variables to preview or test `version` with: its schema's sample ({} without a schema)."""
-    sample = sample_variables(version.variables_schema) if version.variables_schema else {}
+    """Variables to preview or test `version` with: its schema's sample ({} without a schema, or
+    when the schema is too costly to build one from). RenderError(bound="busy") never: see Busy."""
+    if not version.variables_schema:
+        return {}
+    try:
+        sample = rendering.sample_variables(version.variables_schema)
+    except RenderError:
+        return {}
     return sample if isinstance(sample, dict) else {}
 
 
@@ -56,7 +33,7 @@ def content_problems(contents) -> list[tuple[str, str]]:
     """(field, message) for contents that cannot be saved: shape, duplicates, syntax."""
     if not isinstance(contents, list) or not contents:
         return [("contents", "A version needs at least one channel × locale content.")]
-    problems, seen = [], set()
+    problems, seen, well_formed = [], set(), []
     for index, content in enumerate(contents):
         where = f"contents.{index}"
         if not isinstance(content, dict):
@@ -73,9 +50,12 @@ def content_problems(contents) -> list[tuple[str, str]]:
             problems.append((f"{where}.subject", f"{channel}/{locale}: email contents need a subject."))
         if not (content.get("body") or content.get("html_body")):
             problems.append((f"{where}.body", f"{channel}/{locale}: a body is required."))
-        problem = template_problem({field: content.get(field) or "" for field in CONTENT_FIELDS})
-        if problem:
-            problems.append((f"{where}.{problem[0]}", f"{channel}/{locale} {problem[0]}: {problem[1]}"))
+        well_formed.append(index)
+    # Every content's templates checked in one bounded request: one budget for the version, not one per part.
+    for position, field, message in rendering.content_problems([contents[index] for index in well_formed]):
+        index = well_formed[position]
+        channel, locale = contents[index].get("channel"), contents[index].get("locale")
+        problems.append((f"contents.{index}.{field}", f"{channel}/{locale} {field}: {message}"))
     return problems
 
 
@@ -90,16 +70,22 @@ def publish_problems(version: TemplateVersion) -> list[tuple[str, str]]:
         return problems
     if not version.variables_schema:
         return []  # nothing says which variables exist: compiling is all that can be checked
-    sample = sample_for(version)
-    if variable_errors(version.variables_schema, sample):
+    try:
+        sample = rendering.sample_variables(version.variables_schema)
+    except RenderError as exc:
+        return [("variables_schema", f"No sample could be built from the schema: {exc}")]
+    if not isinstance(sample, dict) or variable_errors(version.variables_schema, sample):
         return []  # no sample this schema accepts could be made up; give it `examples` to be checked
-    for index, content in enumerate(version.contents):
-        try:
-            render(content, sample)
-        except RenderError as exc:
-            field = exc.field or "body"
+    try:
+        rendered = rendering.render_each(version.contents, sample)
+    except RenderError as exc:
+        return [("contents", f"Rendering the schema's sample stopped: {exc}")]
+    for index, result in enumerate(rendered):
+        if "error" in result:
+            content = version.contents[index]
+            field = result["field"].removeprefix(f"contents.{index}.").removeprefix(f"contents.{index}") or "body"
             problems.append((f"contents.{index}.{field}", f"{content['channel']}/{content['locale']} {field} does not render "
-                                                          f"the schema's sample: {exc}"))
+                                                          f"the schema's sample: {result['error']}"))
     return problems
 
 
@@ -160,12 +146,21 @@ def edit_draft(version: TemplateVersion, **changes) -> TemplateVersion:
 
 def publish(name: str, number: int) -> TemplateVersion:
     """Make version `number` current (publishing it if it is a draft); new sends render it from now on."""
+    checked = TemplateVersion.objects.filter(template__name=name, number=number).first()
+    if checked is None:
+        raise ApiError(404, "not_found", f"Template {name!r} has no version {number}.", "number")
+    # Checked before the template's lock is taken: rendering may take seconds, and sends and
+    # edits of this template must not wait for it.
+    raise_problems(publish_problems(checked))
     with transaction.atomic():
         template = MessageTemplate.objects.select_for_update().filter(name=name).first()
         version = template and template.versions.filter(number=number).first()
         if version is None:
             raise ApiError(404, "not_found", f"Template {name!r} has no version {number}.", "number")
-        raise_problems(publish_problems(version))
+        if (version.contents, version.variables_schema, version.default_locale) != (
+                checked.contents, checked.variables_schema, checked.default_locale):
+            raise ApiError(409, "version_changed", f"Version {number} changed while it was being checked; "
+                           "publish it again.", "number")
         if version.is_draft:
             version.published_at = timezone.now()
             version.save(update_fields=["published_at"])

@@ -1,6 +1,7 @@
 """The template pages ops staff use: history, preview, diff, publish, send a test."""
 
 import json
+import time
 
 import pytest
 
@@ -79,3 +80,48 @@ def test_send_a_test_accepts_a_notification_that_renders_that_version(admin_clie
     notification = Notification.objects.get(recipient__external_id="tester")
     assert notification.metadata == {"herald_template_version": 2}
     assert notification.requested_channels == ["email"]
+
+
+CRASHING_HTML = "<style>div{color:red}</style>" + "<div>" * 10_000 + "x" + "</div>" * 10_000
+
+
+@pytest.mark.django_db
+def test_the_preview_of_a_version_whose_html_crashes_the_inliner_shows_the_error_and_the_other_contents(admin_client):
+    version = versions.create_draft("welcome", contents=[{"channel": "sms", "locale": "en", "body": "Hi there"}])
+    version.contents = [*version.contents, {"channel": "email", "locale": "en", "subject": "s", "body": "", "title": "",
+                                            "html_body": CRASHING_HTML}]
+    version.save()  # straight into the table, as a version saved before HTML was checked
+
+    page = admin_client.get(f"/admin/templates_app/templateversion/{version.pk}/preview/")
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Hi there" in html and "SIGSEGV" in html
+
+
+@pytest.mark.django_db
+def test_the_diff_of_two_large_drafts_that_differ_everywhere_answers_quickly_and_reads_as_lines(admin_client):
+    old_body = "\n".join(f"line {i} of the old text, long enough to be realistic" for i in range(500))
+    new_body = "\n".join(f"line {i * 7 % 500} of the new text, long enough to be realistic" for i in range(500))
+    versions.create_draft("big", contents=[{"channel": "email", "locale": "en", "subject": "s", "body": old_body}])
+    second = versions.create_draft("big", contents=[{"channel": "email", "locale": "en", "subject": "s", "body": new_body}])
+
+    started = time.monotonic()
+    page = admin_client.get(f"/admin/templates_app/templateversion/{second.pk}/diff/", {"against": 1})
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert time.monotonic() - started < 5
+    assert "email/en body" in html and 'class="added"' in html and 'class="removed"' in html
+    assert "diff_next" not in html  # no difflib navigation links
+
+
+@pytest.mark.django_db
+def test_staff_without_view_permission_cannot_see_a_versions_preview_or_diff(client, django_user_model):
+    _, second = two_versions()
+    django_user_model.objects.create_user("staff", password="pw-staff-1", is_staff=True)
+    client.login(username="staff", password="pw-staff-1")
+
+    for page in ("preview", "diff"):
+        response = client.get(f"/admin/templates_app/templateversion/{second.pk}/{page}/")
+        assert response.status_code == 403, page

@@ -121,7 +121,7 @@ def test_the_one_variant_api_adds_a_published_version_each_time(api):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_send_routed_before_a_rollback_keeps_its_version_and_new_sends_render_the_rolled_back_one(api, broker):
+def test_a_send_routed_before_a_rollback_keeps_its_version_and_new_sends_render_the_rolled_back_one(api, no_worker):
     # given version 2 is current and a notification has been routed (not yet sent)
     person = make_recipient("v1", locale="pt-BR")
     draft(api, contents=[content(subject="One {{ name }}"), content(locale="pt", subject="Um {{ name }}")])
