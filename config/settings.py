@@ -401,6 +401,13 @@ HERALD_RETRY_MAX_SECONDS = env_float("HERALD_RETRY_MAX_SECONDS", 600.0)
 HERALD_ATTEMPT_BUDGET_SECONDS = env_float("HERALD_ATTEMPT_BUDGET_SECONDS", 60.0)
 # A delivery in `sending` longer than this belongs to a worker that died; another may take it.
 HERALD_DELIVERY_LEASE_SECONDS = env_float("HERALD_DELIVERY_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 30)
+# A worker process refreshes its liveness key (core/liveness.py) this often; once the key is this
+# old the process is taken to be dead, and its claims are taken over at once, lease or not.
+HERALD_LIVENESS_INTERVAL_SECONDS = env_float("HERALD_LIVENESS_INTERVAL_SECONDS", 1.0)
+HERALD_LIVENESS_TTL_SECONDS = env_float("HERALD_LIVENESS_TTL_SECONDS", 5.0)
+# A delivery or notification taken over this many times in a row from workers that died holding
+# it is parked as failed (`killed_its_worker`) instead of being given to another one.
+HERALD_POISON_TAKEOVERS = env_int("HERALD_POISON_TAKEOVERS", 3)
 # A notification or delivery waiting this long for its queue message is republished.
 HERALD_STALL_SECONDS = env_float("HERALD_STALL_SECONDS", 600.0)
 # A notification relayed this many times without being routed is failed ("routing_kept_failing").
@@ -433,6 +440,8 @@ HERALD_WEBHOOK_SECRET = env_str("HERALD_WEBHOOK_SECRET")  # whsec_…; outgoing 
 # Outgoing webhooks to loopback/private addresses are refused unless this is set (local development).
 HERALD_WEBHOOK_ALLOW_PRIVATE = env_bool("HERALD_WEBHOOK_ALLOW_PRIVATE", False)
 HERALD_PROVIDER_TIMEOUT = env_float("HERALD_PROVIDER_TIMEOUT", 10.0)
+# Lets a notification's metadata.sandbox {"crash_worker": true} kill its worker (tests and chaos only).
+HERALD_SANDBOX_CRASH_WORKER = env_bool("HERALD_SANDBOX_CRASH_WORKER", False)
 HERALD_SMS_MAX_SEGMENTS = env_int("HERALD_SMS_MAX_SEGMENTS", 6)
 # Sends per second per provider, shared by all workers: "twilio=100,sendgrid=500".
 HERALD_RATE_LIMITS = {

@@ -46,6 +46,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "timeout"  # sent, no answer: outcome unknown
     CONNECTION_LOST = "connection_lost"  # sent, connection broke: outcome unknown
     WORKER_LOST = "worker_lost"  # our worker died mid-call: outcome unknown
+    KILLED_ITS_WORKER = "killed_its_worker"  # workers kept dying while they held it: parked for ops
     UNKNOWN_OUTCOME = "unknown_outcome"  # unknown, and policy is not to risk a duplicate
     AUTH_FAILED = "auth_failed"
     MALFORMED_RESPONSE = "malformed_response"

@@ -11,6 +11,7 @@ this one waits on its provider.
 import json
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -20,7 +21,7 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from core import wake
+from core import liveness, wake
 from core.states import Status, move_all
 from delivery import bulk_sending
 from delivery.models import Delivery
@@ -30,44 +31,93 @@ from delivery.states import DELIVERY_TRANSITIONS
 
 log = logging.getLogger(__name__)
 
-# Due rows, soonest first, and rows whose worker's lease ran out (it died mid-attempt). The
-# same statement takes them: status sending, the claim time set (it fences every later write
-# of the attempt), one attempt counted, the move appended to the row's history.
-CLAIM_CHUNK_SQL = """
+# Due rows, soonest first: status sending, the claim's time set (it fences every later write of
+# the attempt) with this process's name (core/liveness.py), one attempt counted, the move
+# appended to the row's history.
+CLAIM_DUE_SQL = """
 WITH due AS (
     SELECT id FROM delivery_delivery
     WHERE status = 'queued' AND held_until IS NULL AND available_at <= %(now)s
       AND channel = %(channel)s AND priority = ANY(%(priorities)s)
     ORDER BY available_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-), abandoned AS (
-    SELECT id FROM delivery_delivery
-    WHERE status = 'sending' AND claimed_at < %(lease_over)s
-      AND channel = %(channel)s AND priority = ANY(%(priorities)s)
-    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 )
 UPDATE delivery_delivery AS d
-SET status = 'sending', status_changed_at = %(now)s, claimed_at = %(now)s, published_at = %(now)s,
-    attempts = d.attempts + 1, status_history = d.status_history || %(history)s::jsonb
-WHERE d.id IN (SELECT id FROM due UNION ALL SELECT id FROM abandoned)
+SET status = 'sending', status_changed_at = %(now)s, claimed_at = %(now)s, claimed_by = %(claimer)s, takeovers = 0,
+    published_at = %(now)s, attempts = d.attempts + 1, status_history = d.status_history || %(history)s::jsonb
+WHERE d.id IN (SELECT id FROM due)
 RETURNING d.id
 """
 
+# Rows whose worker died holding them: its liveness key expired, or (Redis unreadable) the
+# lease ran out. Taken over with the count of takeovers in a row, oldest claim first.
+CLAIM_ABANDONED_SQL = """
+WITH abandoned AS (
+    SELECT id FROM delivery_delivery
+    WHERE status = 'sending' AND (claimed_at < %(lease_over)s OR claimed_by = ANY(%(dead)s))
+      AND channel = %(channel)s AND priority = ANY(%(priorities)s) AND takeovers BETWEEN %(least)s AND %(most)s
+    ORDER BY claimed_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+UPDATE delivery_delivery AS d
+SET status_changed_at = %(now)s, claimed_at = %(now)s, claimed_by = %(claimer)s, takeovers = d.takeovers + 1,
+    published_at = %(now)s, attempts = d.attempts + 1, status_history = d.status_history || %(history)s::jsonb
+WHERE d.id IN (SELECT id FROM abandoned)
+RETURNING d.id
+"""
 
-TAKEOVER_MARGIN_SECONDS = 3
+IN_FLIGHT_CLAIMERS_SQL = "SELECT DISTINCT claimed_by FROM delivery_delivery WHERE status = 'sending'"
+dead_claimers = liveness.DeadClaimers(IN_FLIGHT_CLAIMERS_SQL)
 
 
 def claim_chunk(channel: str, priorities: list[str], limit: int) -> tuple[list, object]:
-    """Claim up to `limit` of the lane's due or abandoned deliveries: (ids, the claim's time)."""
+    """Claim up to `limit` of the lane's due deliveries: (ids, the claim's time)."""
     now = timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(CLAIM_CHUNK_SQL, {
-            "now": now, "channel": channel, "priorities": priorities, "limit": limit,
-            # A little past the lease, so that the dispatch sweep has usually applied what the dead
-            # worker journaled; attempt_claimed applies the row's journal itself in any case.
-            "lease_over": now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS + TAKEOVER_MARGIN_SECONDS),
+        cursor.execute(CLAIM_DUE_SQL, {
+            "now": now, "channel": channel, "priorities": priorities, "limit": limit, "claimer": liveness.claimer_id(),
             "history": json.dumps([{"status": Status.SENDING.value, "at": now.isoformat()}]),
         })
         return [row[0] for row in cursor.fetchall()], now
+
+
+def claim_abandoned(channel: str, priorities: list[str], *, least: int, most: int, limit: int) -> tuple[list, object]:
+    """Take over up to `limit` of the lane's rows whose worker died, among those already taken over
+    `least` to `most` times in a row: (ids, the claim's time)."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_ABANDONED_SQL, {
+            "now": now, "channel": channel, "priorities": priorities, "limit": limit, "least": least, "most": most,
+            "claimer": liveness.claimer_id(), "dead": dead_claimers(cursor),
+            # A little past the lease, so that the dispatch sweep has usually applied what the dead
+            # worker journaled; attempt_claimed applies the row's journal itself in any case.
+            "lease_over": now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS + TAKEOVER_MARGIN_SECONDS),
+            "history": json.dumps([{"status": Status.SENDING.value, "at": now.isoformat(), "reason": "taken_over"}]),
+        })
+        return [row[0] for row in cursor.fetchall()], now
+
+
+TAKEOVER_MARGIN_SECONDS = 3
+# Rows that died with their worker once are taken over in groups this size; rows that died more
+# than once one at a time, so that a row killing its workers takes no other row down with it.
+SUSPECT_GROUP = 10
+_alone = threading.Lock()
+
+
+def take_over_abandoned(channel: str, priorities: list[str], pool: ThreadPoolExecutor) -> int:
+    """Attempt the lane's rows whose worker died: first-time ones in small groups, the others alone
+    (one per process at a time); a row past HERALD_POISON_TAKEOVERS is parked (sending.attempt_claimed)."""
+    ids, claimed_at = claim_abandoned(channel, priorities, least=0, most=0, limit=SUSPECT_GROUP)
+    if ids:
+        attempt_chunk(ids, claimed_at, time.monotonic(), pool)
+    taken = len(ids)
+    if _alone.acquire(blocking=False):
+        try:
+            ids, claimed_at = claim_abandoned(channel, priorities, least=1, most=32767, limit=1)
+            for delivery_id in ids:
+                attempt_in_time(delivery_id, claimed_at, time.monotonic())
+            taken += len(ids)
+        finally:
+            _alone.release()
+    return taken
 
 
 def give_back(delivery_ids: list, claimed_at) -> None:
@@ -141,14 +191,16 @@ def deliver_lane(queue: str) -> int:
     channel, priorities = lane_priorities(queue)
     deadline = time.monotonic() + settings.HERALD_CHUNK_BUDGET_SECONDS
     attempted = 0
+    pool = senders(urgent=queue.endswith(".urgent"))
     while True:
         wake.woken(f"deliver:{queue}")
+        taken_over = take_over_abandoned(channel, priorities, pool)
         ids, claimed_at = claim_chunk(channel, priorities, settings.HERALD_DELIVERY_CHUNK)
         claimed = time.monotonic()
         if len(ids) == settings.HERALD_DELIVERY_CHUNK:
             wake_deliveries(channel, priorities[0])  # more may wait: another thread takes the next chunk
         if ids:
-            attempt_chunk(ids, claimed_at, claimed, senders(urgent=queue.endswith(".urgent")))
-        attempted += len(ids)
-        if len(ids) < settings.HERALD_DELIVERY_CHUNK or time.monotonic() > deadline:
+            attempt_chunk(ids, claimed_at, claimed, pool)
+        attempted += len(ids) + taken_over
+        if (len(ids) < settings.HERALD_DELIVERY_CHUNK and not taken_over) or time.monotonic() > deadline:
             return attempted

@@ -33,8 +33,13 @@ class Delivery(models.Model):
     available_at = models.DateTimeField(default=timezone.now)
     # Held for the person's quiet hours: published by a sweep when this time comes.
     held_until = models.DateTimeField(null=True, blank=True)
-    # Set when a worker claims the row; a claim older than the lease is abandoned.
+    # Set when a worker claims the row; a claim older than the lease, or whose worker process
+    # stopped refreshing its liveness key (core/liveness.py), is abandoned.
     claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=120, blank=True, default="", db_default="")
+    # How many times in a row the row was taken over from a worker that died holding it; past
+    # HERALD_POISON_TAKEOVERS it is taken to be what kills its workers and is parked (delivery/chunks.py).
+    takeovers = models.PositiveSmallIntegerField(default=0, db_default=0)
     # When the row was last claimed by a lane or put on the broker (rows are claimed in chunks;
     # a retry sets it to null). Kept for the timeline and for messages of older releases.
     published_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
@@ -67,6 +72,8 @@ class Delivery(models.Model):
                 fields=["available_at"], name="delivery_unpublished_due",
                 condition=models.Q(status="queued", published_at__isnull=True),
             ),
+            # The rows in flight, by who holds them: what a takeover looks for (delivery/chunks.py).
+            models.Index(fields=["claimed_by"], name="delivery_in_flight", condition=models.Q(status="sending")),
         ]
 
     def __str__(self) -> str:

@@ -106,8 +106,10 @@ def gives_up(delivery: Delivery, result: SendResult, now: datetime) -> bool:
 
 
 def give_up_reason(result: SendResult) -> str:
+    if result.error_code in (ErrorCode.EXPIRED, ErrorCode.KILLED_ITS_WORKER):
+        return result.error_code
     if result.outcome != Outcome.RETRY:
-        return "expired" if result.error_code == ErrorCode.EXPIRED else "permanent_failure"
+        return "permanent_failure"
     return "max_attempts_exceeded" if not (result.error_code in WAITING_CODES or result.provider_fault) else "expired"
 
 

@@ -39,6 +39,9 @@ def attempt_claimed(delivery_id, now: datetime) -> None:
         pk=delivery_id, status=Status.SENDING, claimed_at=now).first()
     if delivery is None:
         return  # canceled, or taken over after our lease ran out: the row is someone else's now
+    if delivery.takeovers >= settings.HERALD_POISON_TAKEOVERS:
+        park(delivery, now)
+        return
     result, provider_name = None, ""
     if delivery.attempts > 1:
         # What an earlier claim's worker journaled but did not write (it died, or the database
@@ -55,6 +58,26 @@ def attempt_claimed(delivery_id, now: datetime) -> None:
     journal.record_final(delivery.pk, now, result, provider_name)
     record_result(delivery, result, provider_name, claim_at=now)
     journal.forget(delivery.pk)
+
+
+def park(delivery: Delivery, claim_at: datetime) -> None:
+    """Stop attempting a delivery whose workers keep dying while they hold it (whatever kills them
+    is most likely in it): failed and dead-lettered for ops to look at and requeue, unless a
+    provider's answer "sent" was journaled before one of those deaths."""
+    apply_journal(delivery.pk)
+    answered = DeliveryAttempt.objects.filter(delivery=delivery, outcome=Outcome.SENT).order_by("pk").first()
+    if answered is not None:
+        record_result(delivery, SendResult.sent(answered.provider_message_id), answered.provider, claim_at=claim_at)
+        return
+    DeliveryAttempt.objects.filter(delivery=delivery, finished_at__isnull=True).update(
+        finished_at=timezone.now(), outcome=DeliveryAttempt.Outcome.UNKNOWN, error_code=ErrorCode.WORKER_LOST,
+        error_message="The worker making this attempt stopped before the provider's answer was recorded.",
+    )
+    log.error("delivery %s: parked after %d takeovers in a row from workers that died holding it",
+              delivery.pk, delivery.takeovers)
+    record_result(delivery, SendResult.failed(
+        ErrorCode.KILLED_ITS_WORKER, f"The workers holding this delivery died {delivery.takeovers + 1} times in a row; "
+        "it was parked so that it cannot take more of them down. Requeue it once the cause is fixed."), "", claim_at=claim_at)
 
 
 def make_attempt(delivery: Delivery, claim_at: datetime) -> tuple[SendResult, str]:

@@ -44,7 +44,8 @@ SELECT DISTINCT channel, priority FROM (
     SELECT channel, priority FROM delivery_delivery
     WHERE status = 'queued' AND held_until IS NULL AND available_at <= %(now)s
     UNION ALL
-    SELECT channel, priority FROM delivery_delivery WHERE status = 'sending' AND claimed_at < %(lease_over)s
+    SELECT channel, priority FROM delivery_delivery
+    WHERE status = 'sending' AND (claimed_at < %(lease_over)s OR claimed_by = ANY(%(dead)s))
 ) AS due
 """
 
@@ -54,12 +55,14 @@ def dispatch_deliveries() -> int:
     """Wake every lane that has deliveries to attempt now; apply journaled outcomes.
 
     Retry timing lives in the database (available_at), never in a Celery countdown that dies
-    with its worker, so retries and orphans resume within a sweep interval.
+    with its worker, so retries resume within a sweep interval, and the rows of a worker that
+    died within its liveness key's time to live (core/liveness.py).
     """
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(LANES_WITH_WORK_SQL, {
             "now": now, "lease_over": now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS),
+            "dead": chunks.dead_claimers(cursor),
         })
         lanes = cursor.fetchall()
     for channel, priority in lanes:

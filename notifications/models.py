@@ -28,6 +28,10 @@ class Notification(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     status_changed_at = models.DateTimeField(default=timezone.now)
     status_history = models.JSONField(default=list, blank=True)
+    # While `routing`: the worker process that claimed it (status_changed_at is the claim's time),
+    # and how many times in a row it was taken over from a worker that died routing it.
+    claimed_by = models.CharField(max_length=120, blank=True, default="", db_default="")
+    takeovers = models.PositiveSmallIntegerField(default=0, db_default=0)
     # Channels routing decided not to use, each with a machine-readable reason.
     skipped_channels = models.JSONField(default=list, blank=True)
     # The campaign that created it, if any (campaigns/ sits above this app, so an id, not a key).
@@ -55,6 +59,7 @@ class Notification(models.Model):
                          condition=models.Q(status__in=["pending", "queued"])),
             models.Index(fields=["priority", "scheduled_at"], name="notification_scheduled",
                          condition=models.Q(status="scheduled")),
+            models.Index(fields=["claimed_by"], name="notification_routing", condition=models.Q(status="routing")),
         ]
         constraints = [
             # A campaign reaches each person once, however often its fan-out is retried.

@@ -4,6 +4,7 @@ cannot reach the person. The only place that creates Delivery rows."""
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from core import bulk, wake
+from core import bulk, liveness, wake
 from core.queues import routing_queue
 from core.states import Status, move_all, transition
 from core.vocabulary import Channel
@@ -58,9 +59,9 @@ def claim_for_routing(notification_id) -> datetime | None:
 ROUTE_LANE_TASK = "notifications.tasks.route_lane"
 
 # One statement claims a chunk of one priority's routable notifications: accepted ones
-# (pending, or queued by an older release), scheduled ones now due, and those whose routing
-# worker died (claim older than the lease). SKIP LOCKED lets concurrent claimers take
-# different rows; each row's claim time fences its routing as in claim_for_routing.
+# (pending, or queued by an older release) and scheduled ones now due. SKIP LOCKED lets
+# concurrent claimers take different rows; each row's claim time (status_changed_at) fences
+# its routing as in claim_for_routing, and names the process that holds it (core/liveness.py).
 CLAIM_CHUNK_SQL = """
 WITH waiting AS (
     SELECT id FROM notifications_notification
@@ -70,30 +71,113 @@ WITH waiting AS (
     SELECT id FROM notifications_notification
     WHERE status = 'scheduled' AND scheduled_at <= %(now)s AND priority = %(priority)s
     LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-), abandoned AS (
-    SELECT id FROM notifications_notification
-    WHERE status = 'routing' AND status_changed_at < %(stale)s AND priority = %(priority)s
-    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 )
 UPDATE notifications_notification AS n
-SET status = 'routing', status_changed_at = %(now)s,
-    status_history = n.status_history || CASE WHEN n.status = 'routing' THEN %(history_lost)s::jsonb ELSE %(history)s::jsonb END
-WHERE n.id IN (SELECT id FROM waiting UNION ALL SELECT id FROM due UNION ALL SELECT id FROM abandoned)
+SET status = 'routing', status_changed_at = %(now)s, claimed_by = %(claimer)s, takeovers = 0,
+    status_history = n.status_history || %(history)s::jsonb
+WHERE n.id IN (SELECT id FROM waiting UNION ALL SELECT id FROM due)
 RETURNING n.id
 """
+
+# Notifications whose routing worker died: its liveness key expired, or (Redis unreadable) the
+# claim is older than the lease. Taken over with the count of takeovers in a row.
+CLAIM_ABANDONED_SQL = """
+WITH abandoned AS (
+    SELECT id FROM notifications_notification
+    WHERE status = 'routing' AND (status_changed_at < %(stale)s OR claimed_by = ANY(%(dead)s))
+      AND priority = %(priority)s AND takeovers BETWEEN %(least)s AND %(most)s
+    ORDER BY status_changed_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+UPDATE notifications_notification AS n
+SET status_changed_at = %(now)s, claimed_by = %(claimer)s, takeovers = n.takeovers + 1,
+    status_history = n.status_history || %(history)s::jsonb
+WHERE n.id IN (SELECT id FROM abandoned)
+RETURNING n.id, n.takeovers
+"""
+
+ROUTING_CLAIMERS_SQL = "SELECT DISTINCT claimed_by FROM notifications_notification WHERE status = 'routing'"
+dead_claimers = liveness.DeadClaimers(ROUTING_CLAIMERS_SQL)
 
 
 def claim_chunk(priority: str, limit: int) -> tuple[list, datetime]:
     """Claim up to `limit` routable notifications of `priority` in one statement: (ids, the claim's time)."""
     now = timezone.now()
-    entry = {"status": Status.ROUTING.value, "at": now.isoformat()}
     with connection.cursor() as cursor:
         cursor.execute(CLAIM_CHUNK_SQL, {
-            "priority": priority, "limit": limit, "now": now,
-            "stale": now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS),
-            "history": json.dumps([entry]), "history_lost": json.dumps([{**entry, "reason": "worker_lost"}]),
+            "priority": priority, "limit": limit, "now": now, "claimer": liveness.claimer_id(),
+            "history": json.dumps([{"status": Status.ROUTING.value, "at": now.isoformat()}]),
         })
         return [row[0] for row in cursor.fetchall()], now
+
+
+def claim_abandoned(priority: str, *, least: int, most: int, limit: int) -> tuple[list[tuple], datetime]:
+    """Take over up to `limit` notifications of `priority` whose routing worker died, among those
+    already taken over `least` to `most` times in a row: ([(id, takeovers)], the claim's time)."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_ABANDONED_SQL, {
+            "priority": priority, "limit": limit, "now": now, "least": least, "most": most,
+            "claimer": liveness.claimer_id(), "dead": dead_claimers(cursor),
+            "stale": now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS),
+            "history": json.dumps([{"status": Status.ROUTING.value, "at": now.isoformat(), "reason": "worker_lost"}]),
+        })
+        return cursor.fetchall(), now
+
+
+# Notifications that died with their worker once are routed again in groups this size; those that
+# died more than once one at a time, so one that kills its workers takes no other down with it.
+SUSPECT_GROUP = 10
+_alone = threading.Lock()
+
+
+def take_over_abandoned(priority: str) -> int:
+    """Route `priority`'s notifications whose worker died; one past HERALD_POISON_TAKEOVERS is parked."""
+    taken = claim_abandoned(priority, least=0, most=0, limit=SUSPECT_GROUP)
+    if _alone.acquire(blocking=False):
+        try:
+            alone = claim_abandoned(priority, least=1, most=32767, limit=1)
+        finally:
+            _alone.release()
+    else:
+        alone = ([], None)
+    for rows, claimed_at in (taken, alone):
+        poisonous = [pk for pk, takeovers in rows if takeovers >= settings.HERALD_POISON_TAKEOVERS]
+        if poisonous:
+            park(poisonous, claimed_at)
+        routable = [pk for pk, takeovers in rows if takeovers < settings.HERALD_POISON_TAKEOVERS]
+        if routable:
+            route_chunk_or_each(routable, claimed_at)
+    return len(taken[0]) + len(alone[0])
+
+
+ABANDONED_PRIORITIES_SQL = """
+SELECT DISTINCT priority FROM notifications_notification
+WHERE status = 'routing' AND (status_changed_at < %(stale)s OR claimed_by = ANY(%(dead)s))
+"""
+
+
+def wake_abandoned() -> int:
+    """Wake each routing lane holding notifications whose worker died; how many lanes."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(ABANDONED_PRIORITIES_SQL, {
+            "stale": now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS), "dead": dead_claimers(cursor)})
+        priorities = [row[0] for row in cursor.fetchall()]
+    for priority in priorities:
+        wake_routing(priority)
+    return len(priorities)
+
+
+def park(notification_ids: list, claimed_at: datetime) -> None:
+    """Fail notifications whose routing workers kept dying while they held them (whatever kills them is
+    most likely in them), so they cannot take more workers down."""
+    log.error("parking %d notifications whose routing workers died %d times in a row", len(notification_ids),
+              settings.HERALD_POISON_TAKEOVERS)
+    with transaction.atomic():
+        moved = move_all(Notification.objects.filter(pk__in=notification_ids, status_changed_at=claimed_at),
+                         NOTIFICATION_TRANSITIONS, Status.FAILED, sources={Status.ROUTING}, reason="killed_its_worker")
+        if moved:
+            Outbox.objects.filter(notification_id__in=notification_ids).delete()
 
 
 def wake_routing(priority: str) -> bool:
@@ -107,24 +191,30 @@ def route_lane(priority: str) -> int:
     routed = 0
     while True:
         wake.woken(f"route:{priority}")
+        taken_over = take_over_abandoned(priority)
         ids, claimed_at = claim_chunk(priority, settings.HERALD_ROUTE_CHUNK)
         if len(ids) == settings.HERALD_ROUTE_CHUNK:
             wake_routing(priority)  # more may wait: another thread takes the next chunk
-        try:
-            route_chunk(ids, claimed_at)
-        except Exception:
-            log.exception("routing a chunk of %d failed; routing them one by one", len(ids))
-            for done, notification_id in enumerate(ids):
-                try:
-                    route_claimed(notification_id, claimed_at)
-                except Exception:
-                    give_back(ids[done + 1:], claimed_at)  # the retried task takes them at once
-                    raise
-        routed += len(ids)
-        if len(ids) < settings.HERALD_ROUTE_CHUNK:
+        route_chunk_or_each(ids, claimed_at)
+        routed += len(ids) + taken_over
+        if len(ids) < settings.HERALD_ROUTE_CHUNK and not taken_over:
             return routed
         if time.monotonic() > deadline:
             return routed  # the lane was woken when this chunk was claimed full
+
+
+def route_chunk_or_each(ids: list, claimed_at: datetime) -> None:
+    """Route a claimed chunk; if that fails, its notifications one by one, so one bad row holds back no other."""
+    try:
+        route_chunk(ids, claimed_at)
+    except Exception:
+        log.exception("routing a chunk of %d failed; routing them one by one", len(ids))
+        for done, notification_id in enumerate(ids):
+            try:
+                route_claimed(notification_id, claimed_at)
+            except Exception:
+                give_back(ids[done + 1:], claimed_at)  # the retried task takes them at once
+                raise
 
 
 def give_back(notification_ids: list, claimed_at: datetime) -> None:

@@ -67,6 +67,7 @@ def relay_outbox(limit: int = 2000) -> int:
         )
     if relayed:
         log.info("relayed %d notifications from the outbox", len(relayed))
+    routing.wake_abandoned()  # a dead worker's claims are taken over now, not when their lease runs out
     return len(relayed)
 
 

@@ -4,9 +4,15 @@ It is the default for every channel without credentials, so `make run` is useful
 A notification's `metadata.sandbox` can ask it to misbehave, the way payment sandboxes
 offer magic card numbers: {"latency_ms": 2000, "fail": "retry" | "invalid_recipient" |
 "failed", "fail_attempts": 2} fails the first two attempts (omit it to fail every attempt).
+With HERALD_SANDBOX_CRASH_WORKER on (tests, `make chaos`; never in production), {"crash_worker":
+true} kills the worker process mid-send, as a poisonous message would.
 """
 
+import os
+import signal
 import time
+
+from django.conf import settings
 
 from delivery.models import SandboxMessage
 from delivery.providers.base import OutgoingMessage, SendResult
@@ -25,6 +31,8 @@ class SandboxProvider:
         faults = message.metadata.get("sandbox") or {}
         if not isinstance(faults, dict):
             faults = {}
+        if faults.get("crash_worker") is True and settings.HERALD_SANDBOX_CRASH_WORKER:
+            os.kill(os.getpid(), signal.SIGKILL)
         latency_ms = faults.get("latency_ms")
         if isinstance(latency_ms, (int, float)) and latency_ms > 0:
             time.sleep(min(latency_ms, 30_000) / 1000)
