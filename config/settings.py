@@ -287,6 +287,9 @@ CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 HERALD_ROUTE_CHUNK = env_int("HERALD_ROUTE_CHUNK", 100)
 HERALD_FAN_OUT_CHUNK = env_int("HERALD_FAN_OUT_CHUNK", 1000)
 HERALD_BATCH_CLOSE_CHUNK = env_int("HERALD_BATCH_CLOSE_CHUNK", 200)
+# A batch or digest message carries at most this many bytes of its items' variables; a batch with more
+# is split into several messages (parts), so each renders within the render bounds.
+HERALD_BATCH_MESSAGE_MAX_BYTES = env_int("HERALD_BATCH_MESSAGE_MAX_BYTES", 1024 * 1024)
 # Small enough that a read waiting on a step being fired waits for one short transaction.
 HERALD_ESCALATION_CHUNK = env_int("HERALD_ESCALATION_CHUNK", 100)
 HERALD_SCHEDULE_CHUNK = env_int("HERALD_SCHEDULE_CHUNK", 50)

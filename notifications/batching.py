@@ -7,8 +7,8 @@ closes is decided by PostgreSQL alone:
   open batch takes the item, or a new batch opens. A batch reaching its item limit turns `full`
   in the same statement, so the next item opens the next batch;
 - closing (`close_due`, from beat and when a batch fills) locks due batches with `FOR UPDATE
-  SKIP LOCKED` and, in the same transaction, creates each one's message (`Notification.batch`
-  is unique) and marks it closed. Two sweepers take different batches; a sweep killed or failing
+  SKIP LOCKED` and, in the same transaction, creates each one's message (one per part when the
+  items' variables pass HERALD_BATCH_MESSAGE_MAX_BYTES; `(batch, part)` is unique) and marks it closed. Two sweepers take different batches; a sweep killed or failing
   mid-way rolls back whole and the next one redoes it; an item arriving meanwhile waits for the
   lock, finds the batch no longer open, and starts the next batch.
 
@@ -144,17 +144,22 @@ def wake_closer() -> None:
 
 
 def describe(notification: Notification) -> dict | None:
-    """What the notification's API view says about batching: an item's batch, or a message's items."""
+    """What the notification's API view says about batching: an item's batch (and how the message it
+    went out in fared), or a message's items."""
     if notification.batch_id is not None:
-        members = [str(pk) for pk in BatchItem.objects.filter(batch_id=notification.batch_id)
+        members = [str(pk) for pk in BatchItem.objects.filter(batch_id=notification.batch_id, part=notification.batch_part or 1)
                    .order_by("added_at", "position").values_list("notification_id", flat=True)]
+        parts = notification.batch.messages.count()
         return {"role": "message", "batch": notification.batch_id, "key": notification.batch.key,
-                "items": len(members), "members": members}
+                "items": len(members), "members": members, "part": notification.batch_part or 1, "parts": parts}
     item = BatchItem.objects.select_related("batch").filter(notification=notification).first()
     if item is None:
         return None
-    message = Notification.objects.filter(batch_id=item.batch_id).values_list("pk", flat=True).first()
-    return {"role": "item", "batch": item.batch_id, "state": item.batch.state, "position": item.position,
-            "closes_at": item.batch.closes_at.isoformat(), "message": str(message) if message else None,
-            "reason": "held to go out with the others of its batch key in one message"}
-
+    message = Notification.objects.filter(batch_id=item.batch_id, batch_part=item.part).values("pk", "status").first()
+    digest = item.batch.key.startswith(DIGEST_PREFIX)
+    reason = (f"held for the person's {item.batch.type} digest, sent at its scheduled time" if digest
+              else "held to go out with the others of its batch key in one message")
+    return {"role": "item", "batch": item.batch_id, "kind": "digest" if digest else "batch", "state": item.batch.state,
+            "position": item.position, "closes_at": item.batch.closes_at.isoformat(),
+            "message": str(message["pk"]) if message else None, "message_status": message["status"] if message else None,
+            "reason": reason}

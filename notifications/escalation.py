@@ -176,7 +176,7 @@ def delivery_progress(notification_ids: list) -> tuple[dict, dict]:
 def plan_deliveries(notification: Notification, step: WorkflowStep, now: datetime, used: set[str], template_channels: set[str],
                     suppressed: dict, version: int | None) -> tuple[list[Delivery], list[dict]]:
     """The step's deliveries, with the person's reachability, choices and quiet hours applied as routing does."""
-    from notifications.routing import dedup_key, queued_delivery, unreachable_channels
+    from notifications.routing import admission_id, dedup_key, queued_delivery, unreachable_channels
 
     unreachable = unreachable_channels(notification.recipient, notification.active_devices, suppressed)
     skipped = [{"channel": channel, "reason": "already_sent"} for channel in step.channels if channel in used]
@@ -184,7 +184,7 @@ def plan_deliveries(notification: Notification, step: WorkflowStep, now: datetim
     skipped += cannot
     decisions = preference_policy.decide(
         notification.recipient, notification.type, candidates, notification.priority, dedup_key(notification), now,
-        admission_id=str(notification.pk),
+        admission_id=admission_id(notification),
     ) if candidates else []
     deliveries = []
     for decision in decisions:

@@ -40,9 +40,11 @@ class Notification(models.Model):
     # `batch_policy` overrides the category's window for this notification.
     batch_key = models.CharField(max_length=255, blank=True)
     batch_policy = models.JSONField(null=True, blank=True)
-    # Set on the message a batch became: one per batch, however often its close is retried.
-    batch = models.OneToOneField("notifications.Batch", null=True, blank=True, on_delete=models.PROTECT,
-                                 related_name="message")
+    # Set on the messages a batch became: one per part (a batch whose items' variables are too large
+    # for one message is split, notifications/batch_closing.py), however often its close is retried.
+    batch = models.ForeignKey("notifications.Batch", null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="messages")
+    batch_part = models.PositiveSmallIntegerField(null=True, blank=True)
     # Why it is sent when it is (a local time, or the hour the person engages most), if the sender asked.
     send_time = models.JSONField(null=True, blank=True)
     # Escalation steps given with the request, instead of its category's (preferences/escalation.py); [] = none.
@@ -62,6 +64,8 @@ class Notification(models.Model):
             models.Index(fields=["claimed_by"], name="notification_routing", condition=models.Q(status="routing")),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["batch", "batch_part"], condition=models.Q(batch__isnull=False),
+                                    name="one_message_per_batch_part"),
             # A campaign reaches each person once, however often its fan-out is retried.
             models.UniqueConstraint(fields=["campaign_id", "recipient"], condition=models.Q(campaign_id__isnull=False),
                                     name="one_notification_per_campaign_person"),
@@ -181,6 +185,8 @@ class BatchItem(models.Model):
     notification = models.OneToOneField(Notification, on_delete=models.CASCADE, related_name="batch_item")
     position = models.PositiveIntegerField()
     added_at = models.DateTimeField()
+    # Which of the batch's messages it went out in (1 unless the batch was split when it closed).
+    part = models.PositiveSmallIntegerField(default=1, db_default=1)
 
     class Meta:
         ordering = ["batch", "added_at", "position"]

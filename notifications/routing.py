@@ -330,7 +330,7 @@ def plan(notification: Notification, template_channels: set[str], suppressed: di
     reachable, skipped = choose_channels(candidates, template_channels, unreachable)
     decisions = preference_policy.decide(
         recipient, notification.type, reachable, notification.priority, dedup_key(notification), now,
-        admission_id=str(notification.pk),
+        admission_id=admission_id(notification),
     ) if reachable else []
     deliveries = []
     for decision in decisions:
@@ -412,6 +412,11 @@ def suppressions(addresses: set[str]) -> dict[tuple[str, str], str]:
         return {}
     return {(channel, address): reason for channel, address, reason in
             Suppression.objects.filter(address__in=addresses).values_list("channel", "address", "reason")}
+
+
+def admission_id(notification: Notification) -> str:
+    """What the frequency caps count once: the notification, or the whole batch its message is a part of."""
+    return f"batch:{notification.batch_id}" if notification.batch_id else str(notification.pk)
 
 
 def dedup_key(notification: Notification) -> str:
@@ -514,7 +519,7 @@ def fall_back(delivery: Delivery, reason: str) -> Delivery | None:
             # The person's choices and quiet hours apply to a fallback channel as to any other.
             [decision] = preference_policy.decide(
                 notification.recipient, notification.type, [channel], notification.priority,
-                dedup_key(notification), now, admission_id=str(notification.pk),
+                dedup_key(notification), now, admission_id=admission_id(notification),
             )
             if decision.action == preference_policy.SUPPRESS:
                 continue

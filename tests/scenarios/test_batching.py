@@ -111,3 +111,42 @@ def test_likes_that_keep_arriving_while_batches_close_each_go_out_in_exactly_one
              message="every like's batch closed and sent")
     assert Batch.objects.count() > 20  # batches closed while likes kept coming, and later ones took them
     assert_each_item_sent_once(20, prefix="c")
+
+
+@pytest.mark.timeout(300)
+def test_a_batch_too_large_for_one_message_is_split_into_messages_that_each_go_out(api, workers, broker, transactional_db):
+    # given 10,000 likes of 8 KB each for one person within one window (80 MB: no single render could take it)
+    workers.use("sandbox")
+    Template.objects.create(name="liked", channel="in_app", title="Likes",
+                            body="{{ batch.count }} likes, part {{ batch.part.number }} of {{ batch.part.of }}: "
+                                 "{% for item in batch['items'] %}{{ item.actor }} {% endfor %}")
+    Recipient.objects.create(external_id="popular")
+    padding = "x" * 8000
+    for start in range(0, 10_000, 500):
+        items = [{"user_id": "popular", "type": "social", "template": "liked", "variables": {"actor": f"a{i}", "text": padding},
+                  "channels": ["in_app"], "batch_key": "post", "batch": {"window_seconds": 30}}
+                 for i in range(start, start + 500)]
+        response = api.post("/api/v1/notifications/batch", {"notifications": items}, format="json")
+        assert response.json()["accepted"] == 500, response.content
+    wait_for(lambda: Notification.objects.filter(status="batched").count() == 10_000, 180, 0.5, message="every like batched")
+
+    # when its window ends
+    Batch.objects.update(closes_at=Batch.objects.values_list("opened_at", flat=True).first())
+
+    # then it closes into several messages, each within the message bound, every one sent,
+    # and every item in exactly one of them
+    wait_for(lambda: Batch.objects.filter(state="closed").exists(), 60, 0.5, message="the batch to close")
+    messages = list(Notification.objects.filter(batch__isnull=False).order_by("batch_part"))
+    assert len(messages) > 1
+    wait_for(lambda: not Notification.objects.filter(batch__isnull=False).exclude(status="sent").exists(), 120, 0.5,
+             message="every part sent")
+    counted = Counter()
+    for message in messages:
+        part = message.variables["batch"]["part"]
+        assert part["of"] == len(messages) and message.variables["batch"]["count"] == 10_000
+        counted.update(item["actor"] for item in message.variables["batch"]["items"])
+    assert counted == Counter(f"a{i}" for i in range(10_000))
+    assert InboxItem.objects.count() == len(messages)
+    item = Notification.objects.filter(status="batched").last()
+    described = api.get(f"/api/v1/notifications/{item.pk}").json()["batch"]
+    assert described["message_status"] == "sent" and described["kind"] == "batch"
