@@ -21,29 +21,77 @@ class JsonRefused(ValueError):
         self.path = path
 
 
-def _no_constants(name: str):
-    raise JsonRefused(f"{name} is not a JSON number.")
-
-
-def _finite(literal: str) -> float:
-    number = float(literal)
-    if math.isinf(number):  # 1e400: valid JSON, but no database or client can hold it
-        raise JsonRefused(f"{literal} is too large a number.")
-    return number
-
-
 def parse(text: str | bytes) -> Any:
     """Parse JSON and check every key and string; JsonRefused names the first bad place."""
-    try:
-        value = json.loads(text, parse_constant=_no_constants, parse_float=_finite)
-    except RecursionError:
-        raise JsonRefused(f"JSON nested deeper than {MAX_DEPTH} levels.") from None
-    except JsonRefused:
-        raise
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise JsonRefused(str(exc)) from None
+    value = parse_unchecked(text)
     check(value)
     return value
+
+
+class Unstorable:
+    """Where a number no database can hold stood (NaN, Infinity, 1e400), left for `check` to name,
+    so that one item of a list can be refused without refusing the others."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def parse_unchecked(text: str | bytes) -> Any:
+    """Parse JSON, leaving unstorable numbers as `Unstorable` and strings unchecked: `check` each part."""
+    try:
+        return json.loads(text, parse_constant=lambda name: Unstorable(f"{name} is not a JSON number."),
+                          parse_float=_finite_or_unstorable)
+    except RecursionError:
+        raise JsonRefused(f"JSON nested deeper than {MAX_DEPTH} levels.") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JsonRefused(str(exc)) from None
+
+
+def _finite_or_unstorable(literal: str) -> float | Unstorable:
+    number = float(literal)  # 1e400 is valid JSON, but no database or client can hold it
+    return Unstorable(f"{literal} is too large a number.") if math.isinf(number) else number
+
+
+def array_items(text: str, key: str) -> list[str] | None:
+    """The source of each element of the top-level object's array `key`, found in one linear pass
+    without recursion; None if the text is not shaped so. For bodies nested too deep to parse
+    whole, so each element can be parsed (and refused) on its own. Written here: no JSON library
+    splits an array's elements without building them."""
+    depth, in_string, escaped, last_string, string_start = 0, False, False, None, 0
+    collecting, items, start = False, [], None
+    for index, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+                if depth == 1:
+                    last_string = text[string_start:index]
+            continue
+        if char == '"':
+            in_string, string_start = True, index + 1
+            if collecting and depth == 2 and start is None:
+                start = index
+        elif char in "[{":
+            if depth == 1 and char == "[" and last_string == key and not collecting:
+                collecting = True
+            elif collecting and depth == 2 and start is None:
+                start = index
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if collecting and depth == 1:
+                if start is not None:
+                    items.append(text[start:index].strip())
+                return items
+        elif char == "," and collecting and depth == 2:
+            items.append(text[start:index].strip() if start is not None else "")
+            start = None
+        elif collecting and depth == 2 and start is None and not char.isspace():
+            start = index
+    return None
 
 
 def _join(path: str, key) -> str:
@@ -57,6 +105,8 @@ def check(value: Any) -> None:
         item, path, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise JsonRefused(f"JSON nested deeper than {MAX_DEPTH} levels.", path or None)
+        if isinstance(item, Unstorable):
+            raise JsonRefused(item.reason, path or None)
         if isinstance(item, str):
             if UNSTORABLE.search(item):
                 raise JsonRefused("Strings may not contain NUL characters or unpaired surrogates.", path or None)

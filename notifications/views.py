@@ -4,7 +4,9 @@ from django.conf import settings
 from django.db.models import F, Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field, inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework import status as http
 from rest_framework.fields import DateTimeField
@@ -14,6 +16,7 @@ from rest_framework.views import APIView
 
 from core.errors import ApiError, error_body, validation_error_body
 from core.openapi import error
+from core.parsers import ItemwiseJSONParser, refusal
 from core.serializers import StrictSerializer, choice
 from core.states import Status
 from core.vocabulary import Channel
@@ -85,13 +88,25 @@ BATCH_ITEM = inline_serializer("BatchItemResult", {
 })
 
 
+@extend_schema_field(serializers.DictField())
+class UncheckedItem(serializers.Field):
+    """One element of a batch, as ItemwiseJSONParser left it: the view judges it on its own."""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
 class NotificationBatchRequest(StrictSerializer):
-    notifications = serializers.ListField(child=serializers.DictField(), allow_empty=False,
+    notifications = serializers.ListField(child=UncheckedItem(), allow_empty=False,
                                           help_text=f"Up to {settings.HERALD_BATCH_MAX_ITEMS} notifications, each as for POST /notifications.")
 
 
 class NotificationBatch(APIView):
     required_scopes = {"POST": "notifications:write"}
+    parser_classes = [ItemwiseJSONParser]  # each item is judged alone, down to its characters and numbers
 
     @extend_schema(
         request=NotificationBatchRequest,
@@ -113,6 +128,15 @@ class NotificationBatch(APIView):
         batch.is_valid(raise_exception=True)
         items, results = [], {}
         for index, raw in enumerate(batch.validated_data["notifications"]):
+            refused = refusal(raw)
+            if refused is not None:
+                field = ".".join(filter(None, ["notifications", str(index), refused.path]))
+                results[index] = {"index": index, **error_body("invalid", f"{field}: {refused}", field)}
+                continue
+            if not isinstance(raw, dict):
+                field = f"notifications.{index}"
+                results[index] = {"index": index, **error_body("invalid", f"{field}: Expected an object.", field)}
+                continue
             item = NotificationRequest(data=raw)
             if not item.is_valid():
                 results[index] = {"index": index, **validation_error_body(item.errors, f"notifications.{index}")}

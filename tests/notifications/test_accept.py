@@ -1,5 +1,6 @@
 """POST /api/v1/notifications: validation, idempotency and the cost of accepting."""
 
+import json
 import threading
 from datetime import timedelta
 
@@ -308,3 +309,41 @@ def test_an_empty_or_malformed_batch_is_400(api, ready):
     assert post_batch(api, []).status_code == 400
     response = api.post("/api/v1/notifications/batch", {"notifications": "many"}, format="json")
     assert response.status_code == 400 and response.json()["error"]["field"] == "notifications"
+
+
+VALID_ITEM = json.dumps({"user_id": "u1", "type": "transaction", "template": "welcome", "variables": {"name": "Ada"}})
+# Raw JSON, since these cannot be written from Python objects (or not at all by json.dumps).
+HOSTILE_ITEMS = {
+    "a NUL in a string": ('{"user_id": "u1", "type": "transaction", "template": "welcome", "variables": {"name": "A\\u0000da"}}',
+                          "notifications.1.variables.name"),
+    "a lone surrogate": ('{"user_id": "u1", "type": "transaction", "template": "welcome", "variables": {"name": "\\ud800"}}',
+                         "notifications.1.variables.name"),
+    "a NUL in a key": ('{"user_id": "u1", "type": "transaction", "template": "welcome", "variables": {"na\\u0000me": "x"}}',
+                       "notifications.1.variables"),
+    "NaN": ('{"user_id": "u1", "type": "transaction", "template": "welcome", "variables": {"name": NaN}}',
+            "notifications.1.variables.name"),
+    "Infinity": ('{"user_id": "u1", "type": "transaction", "template": "welcome", "variables": {"name": -Infinity}}',
+                 "notifications.1.variables.name"),
+    "a number too large": ('{"user_id": "u1", "type": "transaction", "template": "welcome", "variables": {"name": 1e400}}',
+                           "notifications.1.variables.name"),
+    "nesting past the limit": ('{"user_id": "u1", "type": "transaction", "template": "welcome", "variables": {"name": '
+                               + "[" * 100 + "]" * 100 + "}}", "notifications.1.variables.name"),
+    "nesting too deep to parse": ('{"user_id": "u1", "variables": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                                  "notifications.1"),
+    "not an object": ('"just a string"', "notifications.1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_ITEMS))
+def test_one_item_that_cannot_be_stored_is_refused_alone_and_the_others_are_accepted(api, ready, broker, case):
+    hostile, field = HOSTILE_ITEMS[case]
+    body = '{"notifications": [' + ", ".join([VALID_ITEM, hostile, VALID_ITEM.replace("Ada", "Grace")]) + "]}"
+
+    response = api.generic("POST", "/api/v1/notifications/batch", body, content_type="application/json")
+
+    assert response.status_code == 202, response.content
+    results = response.json()["results"]
+    assert (response.json()["accepted"], response.json()["rejected"]) == (2, 1)
+    assert "id" in results[0] and "id" in results[2]
+    assert results[1]["error"]["field"].startswith(field), results[1]
+    assert Notification.objects.count() == 2
