@@ -66,7 +66,8 @@ def fan_out_chunk(campaign_id) -> bool:
         people, skipped, cursor = next_slice(campaign)
         if cursor == campaign.cursor:
             Campaign.objects.filter(pk=campaign.pk).update(
-                status=Campaign.Status.FANNED_OUT, fanned_out_at=timezone.now(), progressed_at=timezone.now())
+                status=Campaign.Status.FANNED_OUT, fanned_out_at=timezone.now(), progressed_at=timezone.now(),
+                targeted=campaign.targeted if campaign.targeted is not None else audience_size(campaign))
             log.info("campaign %s fanned out: %d notifications", campaign.pk, campaign.accepted)
             return False
         now = timezone.now()
@@ -181,17 +182,21 @@ def next_slice(campaign: Campaign) -> tuple[list[int], dict[str, int], int]:
 
 def audience_of(campaign: Campaign) -> tuple[str, object]:
     """The audience's kind and its topic key or filter (the user ids stay in the database)."""
-    row = Campaign.objects.filter(pk=campaign.pk).values_list("audience__topic", "audience__filter").get()
+    row = Campaign.objects.filter(pk=campaign.pk).values_list("audience__topic", "audience__filter", "audience__everyone").get()
     if row[0] is not None:
         return "topic", row[0]
     if row[1] is not None:
         return "filter", row[1]
+    if row[2] is True:
+        return "everyone", True
     return "user_ids", None
 
 
-def audience_filter(spec: dict) -> Q:
-    """The recipients an attribute filter selects (its keys were checked against AUDIENCE_FILTERS)."""
+def audience_filter(spec: dict | bool) -> Q:
+    """The recipients an attribute filter (or `everyone`: True) selects (its keys were checked against AUDIENCE_FILTERS)."""
     q = Q()
+    if spec is True:
+        return q
     for key, value in spec.items():
         if key in ("locale", "timezone"):
             q &= Q(**{key: value})
@@ -205,7 +210,7 @@ def audience_size(campaign: Campaign) -> int:
     kind, value = audience_of(campaign)
     if kind == "topic":
         return TopicSubscription.objects.filter(topic__key=value).count()
-    if kind == "filter":
+    if kind in ("filter", "everyone"):
         return Recipient.objects.filter(audience_filter(value)).count()
     return Campaign.objects.filter(pk=campaign.pk).values_list("targeted", flat=True).get() or 0
 

@@ -15,9 +15,14 @@ class AudienceRequest(StrictSerializer):
     user_ids = serializers.ListField(child=user_id_field(), required=False, allow_empty=False,
                                      help_text=f"Up to {settings.HERALD_CAMPAIGN_MAX_USER_IDS}; repeats are sent once.")
     topic = serializers.CharField(max_length=100, required=False, validators=[TOPIC_KEY])
-    filter = serializers.DictField(required=False, help_text=f"Recipient attributes: {', '.join(AUDIENCE_FILTERS)}.")
+    filter = serializers.DictField(required=False, help_text=f"Recipient attributes: {', '.join(AUDIENCE_FILTERS)}; "
+                                   "at least one (a broadcast says `everyone`).")
+    everyone = serializers.BooleanField(required=False, help_text="true: every active person Herald knows.")
 
     def validate_filter(self, value):
+        if not value:
+            raise serializers.ValidationError("An empty filter would match every person; give at least one attribute, "
+                                              'or "everyone": true to send to everyone.')
         for key, item in value.items():
             kind = AUDIENCE_FILTERS.get(key)
             if kind is None:
@@ -26,11 +31,16 @@ class AudienceRequest(StrictSerializer):
                 raise serializers.ValidationError({key: f"Must be a {kind.__name__}."})
         return value
 
+    def validate_everyone(self, value):
+        if value is not True:
+            raise serializers.ValidationError('Only true: to send to a part of the people, give user_ids, a topic or a filter.')
+        return value
+
     def validate(self, attrs):
         attrs = super().validate(attrs)
-        given = [name for name in ("user_ids", "topic", "filter") if name in attrs]
+        given = [name for name in ("user_ids", "topic", "filter", "everyone") if name in attrs]
         if len(given) != 1:
-            raise serializers.ValidationError("Give exactly one of user_ids, topic or filter.")
+            raise serializers.ValidationError("Give exactly one of user_ids, topic, filter or everyone.")
         if "user_ids" in attrs:
             attrs["user_ids"] = list(dict.fromkeys(attrs["user_ids"]))
         return attrs

@@ -99,6 +99,9 @@ def test_a_topic_campaign_reaches_its_subscribers_only(api, people):
     ({"audience": {"topic": "nope"}}, 400, "audience.topic"),
     ({"audience": {"filter": {"shoe_size": 42}}}, 400, "audience.filter.shoe_size"),
     ({"audience": {"filter": {"has_email": "yes"}}}, 400, "audience.filter.has_email"),
+    ({"audience": {"filter": {}}}, 400, "audience.filter"),
+    ({"audience": {"everyone": False}}, 400, "audience.everyone"),
+    ({"audience": {"everyone": True, "filter": {"locale": "en"}}}, 400, "audience"),
     ({"audience": {"user_ids": ["x" * 256]}}, 400, "audience.user_ids.0"),
     ({"channels": ["fax"]}, 400, "channels.0"),
     ({"channels": ["email", "email"]}, 400, "channels"),
@@ -208,3 +211,23 @@ def test_a_campaign_at_nine_local_reaches_each_person_at_nine_in_their_timezone(
     assert {name: (status, at) for name, status, at in rows} == {
         "ber": ("scheduled", datetime(2026, 11, 3, 8, tzinfo=UTC)), "nyc": ("scheduled", datetime(2026, 11, 2, 14, tzinfo=UTC)),
         "kol": ("scheduled", datetime(2026, 11, 3, 3, 30, tzinfo=UTC))}
+
+
+def test_a_broadcast_names_everyone_and_reaches_every_active_person(api, people):
+    response = create(api, audience={"everyone": True})
+    assert response.status_code == 202, response.content
+    fanout.fan_out(response.json()["id"])
+
+    detail = api.get(f"/api/v1/campaigns/{response.json()['id']}").json()
+    assert detail["audience"] == {"everyone": True}
+    assert (detail["targeted"], detail["accepted"], detail["skipped"]) == (6, 5, {"user_inactive": 1})
+
+
+@pytest.mark.parametrize("audience", [{"filter": {"locale": "xx-nobody"}}, {"topic": "empty"}])
+def test_a_campaign_whose_audience_is_empty_completes_having_targeted_nobody(api, people, audience):
+    Topic.objects.create(key="empty")
+    response = create(api, audience=audience)
+    fanout.fan_out(response.json()["id"])
+
+    detail = api.get(f"/api/v1/campaigns/{response.json()['id']}").json()
+    assert (detail["status"], detail["targeted"], detail["accepted"]) == ("completed", 0, 0)
