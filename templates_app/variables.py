@@ -6,10 +6,13 @@ with RE2 (google-re2), which runs in linear time; a pattern RE2 cannot express (
 lookaround) is refused when the schema is saved.
 """
 
+import re
+from datetime import datetime
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 import re2
-from jsonschema import Draft202012Validator, validators
+from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import SchemaError, ValidationError
 
 _RE2_OPTIONS = re2.Options()
@@ -33,6 +36,32 @@ def _pattern_properties(validator, pattern_properties, instance, schema):
         for key, value in instance.items():
             if _regex(pattern).search(key):
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+# A declared `format` is checked, so a value the template's filters cannot read (`{{ at|datetime }}`
+# with "not-a-date") is a 400 at accept, not a failed render later. jsonschema checks date-time
+# and uri only with extra packages; these two are small enough to check here. `regex` is left out:
+# compiling a caller's pattern with Python's engine is what RE2 is used to avoid.
+FORMATS = FormatChecker([name for name in FormatChecker.checkers if name != "regex"])
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
+URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:", re.ASCII)
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def is_date_time(value) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not RFC3339.fullmatch(value):
+        return False
+    datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    return True
+
+
+@FORMATS.checks("uri", raises=ValueError)
+def is_uri(value) -> bool:
+    if not isinstance(value, str):
+        return True
+    return bool(URI_SCHEME.match(value)) and not any(c.isspace() for c in value) and bool(urlsplit(value).scheme)
 
 
 LinearTimeValidator = validators.extend(
@@ -75,7 +104,8 @@ def variable_errors(schema: dict, variables: dict) -> list[tuple[str, str]]:
         return []
     errors = []
     try:
-        found = sorted(LinearTimeValidator(schema).iter_errors(variables), key=lambda e: list(e.absolute_path))
+        found = sorted(LinearTimeValidator(schema, format_checker=FORMATS).iter_errors(variables),
+                       key=lambda e: list(e.absolute_path))
     except re2.error as exc:  # a schema saved before patterns were checked
         return [("variables", f"the template's schema has a pattern that cannot be evaluated: {exc}")]
     for error in found:

@@ -191,3 +191,37 @@ def test_known_sandbox_escapes_in_a_version_are_refused_or_render_nothing_danger
         assert not any(leak in output for leak in ("subclasses", "__globals__", "uid=", "SECRET", "<class"))
     else:
         assert published.status_code == 400 and published.json()["error"]["field"].startswith("contents.0.")
+
+
+DATED = {"type": "object", "required": ["at"], "properties": {"at": {"type": "string", "format": "date-time"},
+                                                                "site": {"type": "string", "format": "uri"}}}
+
+
+@pytest.mark.django_db
+def test_a_version_whose_variables_have_formats_is_checked_with_samples_of_those_formats(api):
+    # the README's own example: a date-time variable shown with the datetime filter
+    created = draft(api, name="dated", variables_schema=DATED,
+                    contents=[content(subject="At {{ at|datetime('medium') }}", body="See {{ site }}")])
+    assert created.status_code == 201, created.content
+
+    response = publish(api, 1, name="dated")
+
+    assert response.status_code == 200, response.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("variables, field", [
+    ({"at": "not-a-date"}, "variables.at"),
+    ({"at": "2030-02-30T09:00:00Z"}, "variables.at"),
+    ({"at": "2030-01-15T09:00:00Z", "site": "not a uri"}, "variables.site"),
+])
+def test_a_variable_that_violates_its_declared_format_is_a_400_at_accept_naming_it(api, variables, field):
+    make_recipient("u1")
+    draft(api, name="dated", variables_schema=DATED, contents=[content(subject="At {{ at|datetime('medium') }}", body="See you")])
+    assert publish(api, 1, name="dated").status_code == 200
+
+    response = api.post("/api/v1/notifications", {"user_id": "u1", "type": "transaction", "template": "dated",
+                                                   "variables": variables}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == field, response.content
