@@ -67,6 +67,8 @@ class ExperimentAdmin(admin.ModelAdmin):
 
     def results_view(self, request, pk):
         experiment = get_object_or_404(Experiment.objects.select_related("template"), pk=pk)
+        if not self.has_view_permission(request, experiment):
+            raise PermissionDenied
         snapshots = list(experiment.snapshots.order_by("taken_at"))
         previous = {c["arm"]: c["always_valid_p"] for c in (snapshots[-1].results["comparisons"] if snapshots else [])}
         now = results.compute(experiment, previous)
@@ -79,9 +81,9 @@ class ExperimentAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/experiments/results.html", context)
 
     def act(self, request, pk):
-        if request.method != "POST" or not self.has_change_permission(request):
-            raise PermissionDenied
         experiment = get_object_or_404(Experiment.objects.select_related("template"), pk=pk)
+        if request.method != "POST" or not self.has_change_permission(request, experiment):
+            raise PermissionDenied
         action = request.POST.get("action")
         try:
             if action == "start":

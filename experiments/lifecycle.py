@@ -71,11 +71,22 @@ def create(data: dict) -> Experiment:
     return experiment
 
 
+# A holdout is a control group, not a way to stop sending: at most this share of people.
+MAX_HOLDOUT_WEIGHT = 50
+
+
 def refuse_holdout_if_required(experiment: Experiment) -> None:
+    """A holdout only on a template whose category people may unsubscribe from (marketing, social), at most 50 %."""
     template = experiment.template
-    if any(arm["key"] == HOLDOUT for arm in experiment.arms) and not results.holdout_allowed(experiment):
-        raise ApiError(400, "invalid", f"{template.name!r} is for the required category {template.category!r}: "
-                       "a holdout would leave people without it.", "arms")
+    holdout = next((arm for arm in experiment.arms if arm["key"] == HOLDOUT), None)
+    if holdout is None:
+        return
+    if not results.holdout_allowed(experiment):
+        raise ApiError(400, "invalid", f"{template.name!r} is for the category {template.category or '(none)'!r}: a holdout "
+                       "is allowed only on categories people may unsubscribe from (marketing, social), since it sends "
+                       "its people nothing.", "arms")
+    if holdout["weight"] > MAX_HOLDOUT_WEIGHT:
+        raise ApiError(400, "invalid", f"A holdout may hold back at most {MAX_HOLDOUT_WEIGHT} % of people.", "arms")
 
 
 def change_weights(experiment: Experiment, arms: list[dict]) -> Experiment:
@@ -87,6 +98,7 @@ def change_weights(experiment: Experiment, arms: list[dict]) -> Experiment:
     versions = {a["key"]: a["version"] for a in experiment.arms}
     experiment.arms = checked_arms(experiment.template, experiment.channel,
                                    [{"key": a["key"], "version": versions[a["key"]], "weight": a["weight"]} for a in arms])
+    refuse_holdout_if_required(experiment)
     experiment.weights_updated_at = timezone.now()  # the sample-ratio check compares only later assignments
     experiment.save(update_fields=["arms", "weights_updated_at"])
     return experiment

@@ -173,4 +173,4 @@ def record(experiment: Experiment, kind: str, detail: dict, actor: str = "") -> 
 
 def holdout_allowed(experiment: Experiment) -> bool:
     category = experiment.template.category
-    return not (category and preference_store.is_required(category))
+    return bool(category) and preference_store.allows_holdout(category)

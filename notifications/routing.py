@@ -338,8 +338,8 @@ def plan(notification: Notification, template_channels: set[str], suppressed: di
             skipped.append({"channel": decision.channel, "reason": decision.reason})
             continue
         choice = (arms or {}).get((recipient.pk, notification.template_name, decision.channel))
-        if choice is not None and choice.holdout and preference_store.is_required(notification.type):
-            choice = None  # a required message is never held back, and so is not part of the experiment
+        if choice is not None and choice.holdout and not preference_store.allows_holdout(notification.type):
+            choice = None  # a message people count on is never held back, and so is not part of the experiment
         if choice is not None and exposures is not None:
             exposures.append((choice, notification.pk, recipient.pk))
         if choice is not None and choice.holdout:

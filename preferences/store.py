@@ -87,6 +87,14 @@ def is_required(category: str) -> bool:
     return category_policy(category).required
 
 
+def allows_holdout(category: str) -> bool:
+    """Whether an experiment may send a person nothing of `category`: only where they could have
+    unsubscribed from it themselves (its messages carry an unsubscribe link, as marketing and
+    social do), never for security, transaction or reminder messages people count on."""
+    policy = category_policy(category)
+    return policy.list_unsubscribe and not policy.required
+
+
 def load(recipient_id: int, category: str) -> tuple[Choices, CategoryPolicy]:
     """The person's choices and the category's policy, in one cache round trip when both are cached."""
     if recipient_id in getattr(_read_ahead, "choices", {}):

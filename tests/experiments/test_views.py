@@ -67,6 +67,40 @@ def test_arms_of_another_template_and_a_holdout_on_a_required_category_are_refus
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("category", ["transaction", "reminder", "security", ""])
+def test_a_holdout_is_refused_on_categories_people_count_on(api, category):
+    versions(api, name="receipt", count=2, category=category)
+
+    response = experiment(api, template="receipt")
+
+    assert (response.status_code, response.json()["error"]["field"]) == (400, "arms"), response.content
+
+
+@pytest.mark.django_db
+def test_a_holdout_holds_back_at_most_half_the_people(api):
+    versions(api)
+
+    response = experiment(api, arms=[{"key": "A", "version": 1, "weight": 0.01}, {"key": "holdout", "version": None, "weight": 99.99}])
+    allowed = experiment(api, arms=[{"key": "A", "version": 1, "weight": 50}, {"key": "holdout", "version": None, "weight": 50}])
+
+    assert (response.status_code, response.json()["error"]["field"]) == (400, "arms")
+    assert allowed.status_code == 201, allowed.content
+    assert api.patch(f"/api/v1/experiments/{allowed.json()['id']}", {"arms": [
+        {"key": "A", "weight": 40}, {"key": "holdout", "weight": 60}]}, format="json").status_code == 400
+
+
+@pytest.mark.django_db
+def test_staff_without_view_permission_cannot_see_an_experiments_results(api, client, django_user_model):
+    versions(api)
+    created = experiment(api).json()
+    django_user_model.objects.create_user("staff", password="pw-staff-1", is_staff=True)
+    client.login(username="staff", password="pw-staff-1")
+
+    assert client.get(f"/admin/experiments/experiment/{created['id']}/results/").status_code == 403
+    assert client.post(f"/admin/experiments/experiment/{created['id']}/act/", {"action": "pause"}).status_code == 403
+
+
+@pytest.mark.django_db
 def test_only_one_experiment_runs_on_a_template_and_channel(api):
     versions(api)
     first, second = experiment(api).json()["id"], experiment(api).json()["id"]
@@ -85,11 +119,13 @@ def test_routing_sends_each_person_their_arms_version_and_holds_the_holdout_back
     experiment_id = experiment(api).json()["id"]
     api.post(f"/api/v1/experiments/{experiment_id}/start")
     people = [make_recipient(f"x{n}") for n in range(60)]
-    notifications = [Notification.objects.create(recipient=p, type="transaction", priority="high", template_name="promo",
+    notifications = [Notification.objects.create(recipient=p, type="social", priority="high", template_name="promo",
                                                  variables={"name": p.external_id}, status="queued", requested_channels=["email"])
                      for p in people]
+    receipt = Notification.objects.create(recipient=people[0], type="transaction", priority="high", template_name="promo",
+                                          variables={"name": "receipt"}, status="queued", requested_channels=["email"])
 
-    for notification in notifications:
+    for notification in [*notifications, receipt]:
         routing.route(notification.pk)
 
     exposures = {e.notification_id: e.arm for e in Exposure.objects.filter(experiment_id=experiment_id)}
@@ -103,6 +139,8 @@ def test_routing_sends_each_person_their_arms_version_and_holds_the_holdout_back
             assert notification.skipped_channels == [{"channel": "email", "reason": "experiment_holdout", "experiment": experiment_id}]
         else:
             assert (delivery.experiment_arm, delivery.template_version) == (arm, {"A": 1, "B": 2}[arm])
+    # a transaction message under the same template is never held back, nor part of the experiment
+    assert Delivery.objects.filter(notification=receipt).exists() and receipt.pk not in exposures
 
 
 def seeded_experiment(api, people: int = 200, clicks_in_ten: dict | None = None, **overrides) -> Experiment:

@@ -54,7 +54,7 @@ def test_ops_preview_two_locales_diff_publish_and_start_an_experiment(live_serve
 
             # and diff it against version 1, then publish it
             page.goto(f"{admin}/templates_app/templateversion/{draft.pk}/diff/?against=1")
-            expect(page.locator("table.diff").first).to_be_visible()
+            expect(page.locator("table.version-diff").first).to_be_visible()
             expect(page.locator("#content-main")).to_contain_text("email/de subject")
             page.goto(f"{admin}/templates_app/templateversion/{draft.pk}/change/")
             page.click("#publish-form input[type=submit]")
