@@ -270,6 +270,9 @@ HERALD_PROVIDER_MAX_IN_FLIGHT = env_int("HERALD_PROVIDER_MAX_IN_FLIGHT", max(1, 
 # make it unreliable, and some readers object to it).
 HERALD_TRACK_LINKS = env_bool("HERALD_TRACK_LINKS", True)
 HERALD_OPEN_PIXEL = env_bool("HERALD_OPEN_PIXEL", False)
+# A tracked link redirects for this many days after it was sent; later it shows its destination
+# as text instead, so a signed redirect cannot serve as an open redirect forever.
+HERALD_TRACKED_LINK_DAYS = env_float("HERALD_TRACKED_LINK_DAYS", 30)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -2,8 +2,13 @@
 
 A link in an email becomes `{PUBLIC_BASE_URL}/l/{delivery token}/{link token}`. Both tokens are
 signed (Django's signing, keyed by SECRET_KEY), so nobody can make Herald redirect to a URL
-it did not send, or count a click for another delivery: a token that does not verify is a
-404 with no redirect. Only http(s) links are tracked; anything else is left as written.
+it did not send: a token that does not verify is a 404 with no redirect. A link works only with
+the delivery it was sent in (the pair must appear in that delivery's sent content), so a
+click cannot be counted for, or a redirect borrowed from, another one. Every http(s) link of the
+rendered email is tracked, those built from a caller's variables too (most real links are:
+`https://shop.example/orders/{{ id }}`); to keep a signed redirect from serving as an open
+redirect forever, it redirects for HERALD_TRACKED_LINK_DAYS only, after which it shows the
+destination as text for the person to follow or not, and counts nothing.
 
 The link token depends only on the URL and the delivery token is the same in every link of one
 message, so a rendered body is tracked once and each person's copy differs only by the
@@ -71,9 +76,16 @@ def read_delivery(token: str) -> str | None:
         return None
 
 
-def read_link(token: str) -> str | None:
+def read_link(token: str, max_age_days: float | None = None) -> str | None:
+    """The URL a link token stands for; None if it does not verify (or is older than `max_age_days`)."""
     try:
-        url = signing.loads(token, salt=LINK_SALT)
+        url = signing.loads(token, salt=LINK_SALT, max_age=None if max_age_days is None else max_age_days * 86400)
     except (signing.BadSignature, ValueError):
         return None
     return url if isinstance(url, str) and url.lower().startswith(("http://", "https://")) else None
+
+
+def was_sent_in(content: dict, delivery_token: str, link_token: str) -> bool:
+    """Whether this pair of tokens is a link of the sent `content` (a delivery's rendered parts)."""
+    pair = f"/l/{delivery_token}/{link_token}"
+    return any(isinstance(text, str) and pair in html.unescape(text) for text in (content or {}).values())

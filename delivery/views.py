@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from redis.exceptions import RedisError
@@ -205,10 +205,15 @@ def record_engagement(delivery_id: str, event: str, payload: dict) -> None:
 
 
 def tracked_link(request, delivery_token: str, link_token: str):
-    """A tracked link: count the click, then send the person on to the URL the email had."""
+    """A tracked link: count the click, then send the person on to the URL the email had (once the
+    link is older than HERALD_TRACKED_LINK_DAYS, show where it went instead, and count nothing)."""
     delivery_id, url = tracking.read_delivery(delivery_token), tracking.read_link(link_token)
-    if delivery_id is None or url is None:
+    content = Delivery.objects.filter(pk=delivery_id).values_list("content", flat=True).first() if delivery_id else None
+    if url is None or content is None or not tracking.was_sent_in(content, delivery_token, link_token):
         return JsonResponse(error_body("not_found", "This link is not one Herald sent."), status=404)
+    if tracking.read_link(link_token, max_age_days=settings.HERALD_TRACKED_LINK_DAYS) is None:
+        return render(request, "delivery/link_expired.html", {"url": url, "days": settings.HERALD_TRACKED_LINK_DAYS},
+                      status=410)
     record_engagement(delivery_id, "clicked", {"url": url})
     return HttpResponseRedirect(url)
 
