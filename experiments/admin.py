@@ -1,6 +1,7 @@
 """Experiments for ops staff: the results table, a chart over time and "declare winner"."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
@@ -71,7 +72,11 @@ class ExperimentAdmin(admin.ModelAdmin):
             raise PermissionDenied
         snapshots = list(experiment.snapshots.order_by("taken_at"))
         previous = {c["arm"]: c["always_valid_p"] for c in (snapshots[-1].results["comparisons"] if snapshots else [])}
-        now = results.compute(experiment, previous)
+        try:
+            now = results.compute_within(experiment, previous, settings.HERALD_REQUEST_WORK_BUDGET_SECONDS)
+        except ApiError as exc:
+            messages.error(request, str(exc.detail))
+            return redirect("admin:experiments_experiment_changelist")
         comparisons = {c["arm"]: c for c in now["comparisons"]}
         rows = [{**arm, "comparison": comparisons.get(arm["key"]), "colour": COLOURS[i % len(COLOURS)]}
                 for i, arm in enumerate(now["arms"])]

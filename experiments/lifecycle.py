@@ -11,6 +11,8 @@ from experiments.models import HOLDOUT, Experiment
 from templates_app.models import MessageTemplate
 
 ARM_KEY = re.compile(r"\A[-a-zA-Z0-9_]{1,50}\Z")
+# Results compare every arm with the control: more arms than this is a survey, not an A/B test.
+MAX_ARMS = 20
 
 
 def checked_arms(template: MessageTemplate, channel: str, arms: list[dict], field: str = "arms") -> list[dict]:
@@ -20,6 +22,8 @@ def checked_arms(template: MessageTemplate, channel: str, arms: list[dict], fiel
     checked, keys = [], set()
     if not isinstance(arms, list):
         raise ApiError(400, "invalid", "Arms are a list.", field)
+    if len(arms) > MAX_ARMS:
+        raise ApiError(400, "invalid", f"An experiment has at most {MAX_ARMS} arms.", field)
     for index, arm in enumerate(arms):
         if not isinstance(arm, dict):
             raise ApiError(400, "invalid", "Each arm is an object with a weight and a version.", f"{field}.{index}")

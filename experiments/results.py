@@ -8,10 +8,13 @@ on the experiment's channel, "opened" those with at least one open (or read), an
 
 from datetime import timedelta
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
+from psycopg.errors import QueryCanceled
 
+from core.errors import ApiError
+from core.queries import statement_timeout
 from experiments import statistics
 from experiments.models import HOLDOUT, Assignment, Decision, Experiment, Snapshot
 from preferences import store as preference_store
@@ -81,6 +84,22 @@ def compute(experiment: Experiment, previous: dict | None = None) -> dict:
         "sample_ratio": {"p": srm_p, "mismatch": srm_p < statistics.SRM_ALPHA},
         "winner": winner(experiment, arms, comparisons, srm_p),
     }
+
+
+def compute_within(experiment: Experiment, previous: dict | None, seconds: float) -> dict:
+    """`compute`, given at most `seconds` of database time; past that, the latest snapshot (taken by
+    the hourly review) marked with when it was taken, so a page or request never hangs on a big one."""
+    try:
+        with statement_timeout(seconds):
+            return {**compute(experiment, previous), "as_of": None}
+    except OperationalError as exc:
+        if not isinstance(exc.__cause__, QueryCanceled):
+            raise
+    last = experiment.snapshots.order_by("-taken_at").first()
+    if last is None:
+        raise ApiError(503, "results_too_slow", f"Counting this experiment's results takes longer than {seconds:g} s; "
+                       "they are computed in the background hourly — retry after the next snapshot.")
+    return {**last.results, "as_of": last.taken_at.isoformat()}
 
 
 def assigned_since_weights(experiment: Experiment) -> dict[str, int]:

@@ -1,5 +1,6 @@
 """`/api/v1/experiments`: create, read (with results), start, pause, change weights, declare a winner."""
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -61,13 +62,16 @@ ResultsView = inline_serializer("ExperimentResults", {
     "comparisons": serializers.ListField(child=serializers.DictField()),
     "chi_square": serializers.DictField(), "sample_ratio": serializers.DictField(),
     "winner": serializers.CharField(allow_null=True),
+    "as_of": serializers.DateTimeField(allow_null=True, help_text=(
+        "null: computed now; else when the snapshot shown was taken (counting now would take too long).")),
 })
 
 
 def detail(experiment: Experiment) -> dict:
     last = experiment.snapshots.order_by("-taken_at").first()
     previous = {c["arm"]: c["always_valid_p"] for c in (last.results["comparisons"] if last else [])}
-    return {**ExperimentView(experiment).data, "results": results.compute(experiment, previous)}
+    return {**ExperimentView(experiment).data,
+            "results": results.compute_within(experiment, previous, settings.HERALD_REQUEST_WORK_BUDGET_SECONDS)}
 
 
 class ExperimentList(APIView):

@@ -8,9 +8,10 @@ closes is decided by PostgreSQL alone:
   in the same statement, so the next item opens the next batch;
 - closing (`close_due`, from beat and when a batch fills) locks due batches with `FOR UPDATE
   SKIP LOCKED` and, in the same transaction, creates each one's message (one per part when the
-  items' variables pass HERALD_BATCH_MESSAGE_MAX_BYTES; `(batch, part)` is unique) and marks it closed. Two sweepers take different batches; a sweep killed or failing
-  mid-way rolls back whole and the next one redoes it; an item arriving meanwhile waits for the
-  lock, finds the batch no longer open, and starts the next batch.
+  items' variables pass HERALD_BATCH_MESSAGE_MAX_BYTES; `(batch, part)` is unique) and marks it
+  closed. Two sweepers take different batches; a sweep killed or failing mid-way rolls back
+  whole and the next one redoes it; an item arriving meanwhile waits for the lock, finds the
+  batch no longer open, and starts the next batch.
 
 The message renders `<template>_batch` when that template exists (else the item's template), with
 the last item's variables and `batch`: its key, count, every item's variables, the first and

@@ -16,9 +16,8 @@ from rest_framework.exceptions import ValidationError
 from core import sms_text
 from core.admin import HistoryInline
 from core.errors import ApiError
-from templates_app import versions
+from templates_app import rendering, versions
 from templates_app.models import MessageTemplate, Template, TemplateVersion
-from templates_app import rendering
 from templates_app.rendering import RenderError
 from templates_app.serializers import ContentRequest
 from templates_app.variables import variable_errors

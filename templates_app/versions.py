@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from core.errors import ApiError
 from core.vocabulary import Channel
-from templates_app.models import MessageTemplate, Template, TemplateVersion
 from templates_app import rendering
+from templates_app.models import MessageTemplate, Template, TemplateVersion
 from templates_app.rendering import CONTENT_FIELDS, RenderError
 from templates_app.variables import schema_error, variable_errors
 

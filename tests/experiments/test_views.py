@@ -122,10 +122,8 @@ def test_routing_sends_each_person_their_arms_version_and_holds_the_holdout_back
     notifications = [Notification.objects.create(recipient=p, type="social", priority="high", template_name="promo",
                                                  variables={"name": p.external_id}, status="queued", requested_channels=["email"])
                      for p in people]
-    receipt = Notification.objects.create(recipient=people[0], type="transaction", priority="high", template_name="promo",
-                                          variables={"name": "receipt"}, status="queued", requested_channels=["email"])
 
-    for notification in [*notifications, receipt]:
+    for notification in notifications:
         routing.route(notification.pk)
 
     exposures = {e.notification_id: e.arm for e in Exposure.objects.filter(experiment_id=experiment_id)}
@@ -139,8 +137,13 @@ def test_routing_sends_each_person_their_arms_version_and_holds_the_holdout_back
             assert notification.skipped_channels == [{"channel": "email", "reason": "experiment_holdout", "experiment": experiment_id}]
         else:
             assert (delivery.experiment_arm, delivery.template_version) == (arm, {"A": 1, "B": 2}[arm])
-    # a transaction message under the same template is never held back, nor part of the experiment
-    assert Delivery.objects.filter(notification=receipt).exists() and receipt.pk not in exposures
+    # a transaction message to a person in the holdout is still sent, and not counted in the experiment
+    held_out = next(n.recipient for n in notifications if exposures[n.pk] == "holdout")
+    receipt = Notification.objects.create(recipient=held_out, type="transaction", priority="high", template_name="promo",
+                                          variables={"name": "receipt"}, status="queued", requested_channels=["email"])
+    routing.route(receipt.pk)
+    assert Delivery.objects.filter(notification=receipt).exists()
+    assert not Exposure.objects.filter(notification_id=receipt.pk).exists()
 
 
 def seeded_experiment(api, people: int = 200, clicks_in_ten: dict | None = None, **overrides) -> Experiment:

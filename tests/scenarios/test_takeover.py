@@ -62,13 +62,12 @@ def test_a_killed_workers_deliveries_move_again_within_seconds_of_its_restart_no
     # when the worker dies with SIGKILL and comes back
     long_lease_worker.kill()
     long_lease_worker.start()
-    restarted = time.monotonic()
+    restarted_at = timezone.now()
 
-    # then every delivery it held is attempted again within 10 s, and sent once
+    # then every delivery it held is taken over within 10 s (and sent 3 s later), once
     wait_for(lambda: all(status_of(n) == "sent" for n in ids), 30, message="the deliveries after the restart")
-    moved_after = max(
-        (delivery_of(n, "email").sent_at for n in ids)) - timezone.now() + timedelta(seconds=time.monotonic() - restarted)
-    assert moved_after.total_seconds() < 10 + 3  # taken over within 10 s, plus the sandbox's 3 s call
+    last_sent = max(delivery_of(n, "email").sent_at for n in ids)
+    assert last_sent - restarted_at < timedelta(seconds=10 + 3)
     for notification_id in ids:
         delivery = delivery_of(notification_id, "email")
         assert SandboxMessage.objects.filter(delivery=delivery).count() == 1
