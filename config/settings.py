@@ -445,7 +445,11 @@ APNS_DEFAULT_TTL_SECONDS = env_int("APNS_DEFAULT_TTL_SECONDS", 86400)
 HERALD_WEBHOOK_SECRET = env_str("HERALD_WEBHOOK_SECRET")  # whsec_…; outgoing webhooks are signed with it
 # Outgoing webhooks to loopback/private addresses are refused unless this is set (local development).
 HERALD_WEBHOOK_ALLOW_PRIVATE = env_bool("HERALD_WEBHOOK_ALLOW_PRIVATE", False)
-HERALD_PROVIDER_TIMEOUT = env_float("HERALD_PROVIDER_TIMEOUT", 10.0)
+# How long a provider call may go without an answer (reads; SendGrid's SDK has one timeout for
+# both), and how long opening its connection may take: the window in which a call's outcome is
+# unknown. Providers answer in well under a second; these leave room for a slow moment.
+HERALD_PROVIDER_TIMEOUT = env_float("HERALD_PROVIDER_TIMEOUT", 5.0)
+HERALD_PROVIDER_CONNECT_TIMEOUT = env_float("HERALD_PROVIDER_CONNECT_TIMEOUT", 3.0)
 # Lets a notification's metadata.sandbox {"crash_worker": true} kill its worker (tests and chaos only).
 HERALD_SANDBOX_CRASH_WORKER = env_bool("HERALD_SANDBOX_CRASH_WORKER", False)
 HERALD_SMS_MAX_SEGMENTS = env_int("HERALD_SMS_MAX_SEGMENTS", 6)
@@ -458,6 +462,14 @@ HERALD_RATE_LIMITS = {
 # probe through after the reset time.
 HERALD_BREAKER_FAILURES = env_int("HERALD_BREAKER_FAILURES", 5)
 HERALD_BREAKER_RESET_SECONDS = env_float("HERALD_BREAKER_RESET_SECONDS", 60.0)
+# A call in flight longer than this many times the provider's recent average (and at least the
+# minimum) holds back new calls until it ends, and opens the breaker if it then fails.
+HERALD_BREAKER_STALL_FACTOR = env_float("HERALD_BREAKER_STALL_FACTOR", 4.0)
+HERALD_BREAKER_STALL_MIN_SECONDS = env_float("HERALD_BREAKER_STALL_MIN_SECONDS", 0.5)
+# A provider with a health check that sends nothing (SendGrid) is probed this often while its breaker is open.
+HERALD_BREAKER_PROBE_SECONDS = env_float("HERALD_BREAKER_PROBE_SECONDS", 2.0)
+# Connections failing before any request is sent open the breaker only after this long without a success.
+HERALD_BREAKER_UNSENT_SECONDS = env_float("HERALD_BREAKER_UNSENT_SECONDS", 15.0)
 # Signed provider webhooks older than this are refused as replays.
 HERALD_WEBHOOK_MAX_AGE_SECONDS = env_int("HERALD_WEBHOOK_MAX_AGE_SECONDS", 300)
 

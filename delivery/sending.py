@@ -8,18 +8,20 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from core.states import Status
 from core.vocabulary import Channel, ErrorCode
 from delivery import journal, rate_limit, unknown_outcomes
-from delivery.breaker import call_through_breaker
+from delivery.breaker import Refused, call_through_breaker
 from delivery.claims import claim, start_attempt
 from delivery.composing import addresses, build_message, missing_address, push_targets, render_content
 from delivery.models import Delivery, DeliveryAttempt
 from delivery.outcomes import expires_at, record_result
 from delivery.providers import Outcome, OutgoingMessage, SendResult, get_provider, provider_names
 from delivery.providers.base import merge_push_results
+from delivery.publishing import wake_deliveries
 from templates_app.rendering import RenderError
 
 log = logging.getLogger(__name__)
@@ -309,6 +311,23 @@ def send_with_failover(
     return result, used
 
 
+RELEASE_WAITING_SQL = """
+UPDATE delivery_delivery SET available_at = %(now)s
+WHERE status = 'queued' AND held_until IS NULL AND provider = %(provider)s AND error_code = %(code)s AND available_at > %(now)s
+RETURNING channel, priority
+"""
+
+
+def release_waiting_for(provider_name: str) -> None:
+    """Deliveries waiting for `provider_name`'s breaker, due now: it has just closed."""
+    with connection.cursor() as cursor:
+        cursor.execute(RELEASE_WAITING_SQL, {"now": timezone.now(), "provider": provider_name, "code": ErrorCode.CIRCUIT_OPEN})
+        lanes = set(cursor.fetchall())
+    for channel, priority in lanes:
+        wake_deliveries(channel, priority)
+    log.info("%s recovered: released the deliveries waiting for its breaker on %d lanes", provider_name, len(lanes))
+
+
 class InFlightLimits:
     """At most HERALD_PROVIDER_MAX_IN_FLIGHT calls to one provider at a time in this process.
 
@@ -351,9 +370,9 @@ def call_provider_with(name: str, messages: list[OutgoingMessage], deadline: flo
             # message's problem, so it must not count against the provider's breaker.
             log.warning("provider %s refused the message: %s", name, exc)
             return SendResult.failed(ErrorCode.INVALID_MESSAGE, f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # a provider bug or an SDK surprise must not lose the delivery
+        except Exception as exc:  # a bug of ours or an SDK surprise must not lose the delivery (nor trip the breaker)
             log.exception("provider %s crashed", name)
-            return SendResult.retry(ErrorCode.PROVIDER_ERROR, f"{type(exc).__name__}: {exc}", provider_fault=True)
+            return SendResult.retry(ErrorCode.PROVIDER_ERROR, f"{type(exc).__name__}: {exc}")
         if not isinstance(result, SendResult):
             return SendResult.retry(ErrorCode.MALFORMED_PROVIDER_RESULT, f"{name} returned {result!r}", provider_fault=True)
         return result
@@ -369,7 +388,7 @@ def call_provider_with(name: str, messages: list[OutgoingMessage], deadline: flo
                 answers[:] = [send_one(message) for message in messages]
             except Exception as exc:
                 log.exception("provider %s crashed on a batch", name)
-                answers[:] = [SendResult.retry(ErrorCode.PROVIDER_ERROR, f"{type(exc).__name__}: {exc}", provider_fault=True)] * count
+                answers[:] = [SendResult.retry(ErrorCode.PROVIDER_ERROR, f"{type(exc).__name__}: {exc}")] * count
             if len(answers) != count or not all(isinstance(answer, SendResult) for answer in answers):
                 malformed = SendResult.retry(ErrorCode.MALFORMED_PROVIDER_RESULT, f"{name} answered a batch of {count} "
                                              f"with {answers!r:.200}", provider_fault=True)
@@ -377,12 +396,10 @@ def call_provider_with(name: str, messages: list[OutgoingMessage], deadline: flo
         # The breaker counts the call, not its messages: a fault if the provider failed at all.
         return next((answer for answer in answers if answer.provider_fault), answers[0])
 
-    call = call_through_breaker(name, send_once)
-    if call is None:
-        return [SendResult.retry(
-            ErrorCode.CIRCUIT_OPEN, f"{name}'s circuit breaker is open after repeated failures",
-            after=settings.HERALD_BREAKER_RESET_SECONDS, provider_fault=True,
-        )] * count
+    call = call_through_breaker(name, send_once, getattr(provider, "probe", None), provider.watch_stalls,
+                                on_recovery=lambda: release_waiting_for(name))
+    if isinstance(call, Refused):
+        return [SendResult.retry(ErrorCode.CIRCUIT_OPEN, call.reason, after=call.wait, provider_fault=True)] * count
     for answer in {answer.error_code: answer for answer in answers}.values():
         rate_limit.observe(name, answer)
     return answers

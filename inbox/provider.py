@@ -62,6 +62,7 @@ def item_fields(message: OutgoingMessage) -> dict:
 
 class InboxProvider:
     name = "inbox"
+    watch_stalls = False
 
     def send(self, message: OutgoingMessage) -> SendResult:
         user_id = message.to[0] if message.to else ""

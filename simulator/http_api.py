@@ -16,6 +16,7 @@ MAX_BODY = 32 * 1024 * 1024  # SendGrid accepts mail up to 30 MB
 
 PROVIDER_ROUTES = [
     ("POST", re.compile(r"^/v3/mail/send$"), "sendgrid"),
+    ("GET", re.compile(r"^/v3/scopes$"), "sendgrid"),  # Herald's health probe: sends nothing
     ("POST", re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json$"), "twilio"),
     ("POST", re.compile(r"^/token$"), "fcm_oauth"),
     ("POST", re.compile(r"^/v1/projects/(?P<project>[^/]+)/messages:send$"), "fcm"),

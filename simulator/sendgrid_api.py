@@ -1,4 +1,4 @@
-"""SendGrid v3 Mail Send: POST /v3/mail/send."""
+"""SendGrid v3 Mail Send: POST /v3/mail/send; and GET /v3/scopes, which sends nothing (a health probe)."""
 
 import base64
 import math
@@ -38,6 +38,8 @@ class SendGridApi:
     name = "sendgrid"
 
     def parse(self, incoming: Incoming) -> Parsed:
+        if incoming.method == "GET":
+            return Parsed({}, [])
         mail = parse_json(incoming.body)
         return Parsed(mail, [email for email, _ in _recipients(mail)])
 
@@ -47,6 +49,8 @@ class SendGridApi:
             return _errors(401, [_error("authorization required")])
         if not authorization[7:].startswith(API_KEY_PREFIX):  # every SendGrid API key starts with "SG."
             return _errors(401, [_error(DEFAULT_MESSAGES[401])])
+        if incoming.method == "GET":
+            return json_reply(200, {"scopes": ["mail.send"]})
         mail = parsed.body
         if not isinstance(mail, dict):
             return _errors(400, [_error("Bad Request")])

@@ -29,6 +29,7 @@ class ApnsProvider:
     HTTP/2 connections and its provider JWT (Apple refuses tokens re-signed too often)."""
 
     name = "apns"
+    watch_stalls = True
 
     def __init__(self):
         self.loop = asyncio.new_event_loop()

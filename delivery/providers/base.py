@@ -81,8 +81,15 @@ class SendResult:
 
 class Provider(Protocol):
     name: str
+    # Whether one call overrunning means the provider hangs, so new calls wait for it (delivery/breaker.py);
+    # False where each destination is its own (webhooks) or nothing remote is called.
+    watch_stalls: bool
 
     def send(self, message: OutgoingMessage) -> SendResult: ...
+
+    # Optional: a request that sends nothing and shows whether the provider answers, used as the
+    # breaker's half-open probe so that no message is risked on a provider that may still hang.
+    # def probe(self) -> SendResult: ...
 
 
 @dataclass(frozen=True)

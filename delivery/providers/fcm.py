@@ -28,6 +28,7 @@ def _configure_sdk() -> None:
 
 class FcmProvider:
     name = "fcm"
+    watch_stalls = True
 
     def __init__(self):
         _configure_sdk()

@@ -26,6 +26,7 @@ FAULTS = {
 
 class SandboxProvider:
     name = "sandbox"
+    watch_stalls = False
 
     def send(self, message: OutgoingMessage) -> SendResult:
         faults = message.metadata.get("sandbox") or {}

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 class SendGridProvider:
     name = "sendgrid"
+    watch_stalls = True
 
     def __init__(self):
         self.client = SendGridAPIClient(api_key=settings.SENDGRID_API_KEY, host=settings.SENDGRID_API_HOST)
@@ -100,6 +101,19 @@ class SendGridProvider:
             # others are sent and only the faulty one fails.
             return [self.send(message) for message in messages]
         return [result] * len(messages)
+
+    def probe(self) -> SendResult:
+        """Whether SendGrid answers, asked without sending anything (GET /v3/scopes): the breaker's
+        half-open probe, so that no email is risked on a SendGrid that may still hang."""
+        try:
+            self.client.client.scopes.get()
+        except http_errors.HTTPError as exc:
+            return classify_error(exc)
+        except urllib.error.URLError as exc:
+            return SendResult.retry(ErrorCode.CONNECTION_ERROR, f"SendGrid unreachable: {exc}", provider_fault=True)
+        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            return SendResult.retry(ErrorCode.TIMEOUT, f"SendGrid did not answer its health check: {exc!r}", provider_fault=True)
+        return SendResult.sent("")
 
     def _post(self, mail: Mail) -> SendResult:
         try:

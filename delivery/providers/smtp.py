@@ -31,6 +31,7 @@ def backend_from_url(url: str) -> EmailBackend:
 
 class SmtpProvider:
     name = "smtp"
+    watch_stalls = True
 
     def __init__(self):
         self.url = settings.SMTP_URL

@@ -46,12 +46,13 @@ DEAD_NUMBER_ON_CALLBACK = {"30005": "unknown_number", "30006": "landline", "2161
 
 class TwilioProvider:
     name = "twilio"
+    watch_stalls = True
 
     def __init__(self):
         # Response headers are not on Twilio's exceptions; a hook keeps the last Retry-After per thread.
         self._last_response = threading.local()
         http_client = TwilioHttpClient(
-            timeout=settings.HERALD_PROVIDER_TIMEOUT,
+            timeout=settings.HERALD_PROVIDER_TIMEOUT,  # one for connect and read: the SDK refuses a pair
             request_hooks={"response": self._remember_response},
         )
         # Keep as many connections as calls may be in flight here, so none is opened per message.

@@ -16,6 +16,7 @@ from delivery.providers.base import OutgoingMessage, SendResult, retry_after_sec
 
 class WebhookProvider:
     name = "webhook"
+    watch_stalls = False
 
     def __init__(self):
         self.signer = Webhook(settings.HERALD_WEBHOOK_SECRET)
@@ -80,7 +81,7 @@ def post_pinned(destination: network.Destination, url: str, body: bytes, headers
     default_port = 443 if destination.scheme == "https" else 80
     host = f"[{destination.host}]" if ":" in destination.host else destination.host
     headers = {**headers, "Host": host if destination.port == default_port else f"{host}:{destination.port}"}
-    timeout = urllib3.Timeout(connect=settings.HERALD_PROVIDER_TIMEOUT, read=settings.HERALD_PROVIDER_TIMEOUT)
+    timeout = urllib3.Timeout(connect=settings.HERALD_PROVIDER_CONNECT_TIMEOUT, read=settings.HERALD_PROVIDER_TIMEOUT)
     last_error: Exception | None = None
     for address in destination.addresses:
         if destination.scheme == "https":

@@ -113,17 +113,21 @@ def test_an_sms_whose_answer_is_lost_is_looked_up_not_resent(api, person, provid
     assert [a.outcome for a in DeliveryAttempt.objects.filter(delivery=delivery)] == ["unknown"]
 
 
-def test_an_email_whose_answer_is_lost_is_sent_again_with_the_same_message_id(api, person, providers):
+def test_an_email_whose_answer_is_lost_is_sent_again_with_the_same_message_id(api, person, providers, smtp):
     providers.add_fault("sendgrid", answer_lost=True, count=1)
 
     notification_id = send(api, channels=["email"])
 
+    # then it goes out again, through SMTP while SendGrid's breaker is open after the hung call
+    # (or through SendGrid once its health check passed), with the same Message-ID
     wait_for(lambda: status_of(notification_id) == "sent", 25, message="the email to be sent again")
     delivery = delivery_of(notification_id, "email")
     assert delivery.unknown_outcome_action == "resent_receiver_dedupes"
     sends = [r for r in providers.requests("sendgrid") if r["method"] == "POST"]
-    ids = {json.dumps(r["body"]["headers"]["Message-ID"]) for r in sends}
-    assert len(sends) == 2 and len(ids) == 1
+    ids = {r["body"]["headers"]["Message-ID"] for r in sends}
+    ids |= {line.split(":", 1)[1].strip() for m in smtp.messages for line in m["data"].splitlines()
+            if line.lower().startswith("message-id:")}
+    assert len(sends) + len(smtp.messages) == 2 and len(ids) == 1
 
 
 # --- 2. Outages and rate limits make messages wait, not fail ----------------------------------
@@ -380,3 +384,28 @@ def test_readiness_checks_a_rabbitmq_broker_with_its_queue_depths():
     assert broker["ok"] is True and broker["kind"] == "amqp", broker
     assert set(broker["queues"]) >= {"critical", "sms.urgent", "email.bulk"}
     assert time.monotonic() - started < 2.0
+
+
+def test_a_provider_hang_under_steady_traffic_holds_back_all_but_the_calls_already_in_flight(api, person, providers, smtp):
+    # given emails at 5/s to a SendGrid answering in 200 ms
+    usual = providers.add_fault("sendgrid", latency_ms=200)
+    paced = []
+
+    def pace(count: int) -> None:
+        for _ in range(count):
+            paced.append(send(api, channels=["email"], variables={"name": f"n{len(paced)}"}))
+            time.sleep(0.2)  # the traffic's own pace, not a wait for a condition
+
+    pace(10)
+    # when SendGrid starts hanging for 6 s while the traffic goes on
+    providers.remove_fault(usual)
+    hang = providers.add_fault("sendgrid", timeout=True)
+    hung_since = time.time()
+    pace(30)
+    providers.remove_fault(hang)
+
+    # then every email is sent (through SMTP meanwhile, or SendGrid after), and only the few calls
+    # that started before the stall was noticed went into the hang
+    wait_for(lambda: all(status_of(n) == "sent" for n in paced), 60, message="every email sent")
+    hung = [r for r in providers.requests("sendgrid") if r["timed_out"] and r["method"] == "POST"]
+    assert 1 <= len(hung) <= 5, [(r["time"] - hung_since) for r in hung]
