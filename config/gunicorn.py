@@ -7,6 +7,11 @@ WebSockets (the inbox) are served apart by uvicorn with config.asgi.
 
 import os
 
+# A request waits at most this long for a database connection: with one request per process at a
+# time a connection is always free, so a longer wait only ever means PostgreSQL is away, and the
+# answer (503, core/database_outage.py) should come at once. Workers keep the longer default.
+os.environ.setdefault("DATABASE_WAIT_SECONDS", "0.3")
+
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "sync"

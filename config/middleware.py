@@ -5,8 +5,9 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
+from psycopg.errors import QueryCanceled
 
-from core import bounded, throttle
+from core import bounded, database_outage, throttle
 from core.errors import payload_too_large
 
 
@@ -87,18 +88,23 @@ class ThrottleAdminLogin:
 class ServiceUnavailableDuringOutages:
     """503 with Retry-After, quickly, when PostgreSQL or Redis cannot be reached.
 
-    Every wait on them is bounded (DATABASE_WAIT_SECONDS, HERALD_REDIS_TIMEOUT_SECONDS), so
-    a request learns of an outage in about a second; the client is told to come back rather
-    than handed a 500. Nothing was accepted, so retrying is safe (and idempotency keys make
-    it safe even if the outage began after the commit).
+    Every wait on them is bounded (DATABASE_WAIT_SECONDS, HERALD_REDIS_TIMEOUT_SECONDS), so the
+    request that finds an outage learns of it in about a second; the ones after it are refused
+    before they touch the database until it answers again (core/database_outage.py). The client
+    is told to come back rather than handed a 500. Nothing was accepted, so retrying is safe (and
+    idempotency keys make it safe even if the outage began after the commit).
     """
 
-    RETRY_AFTER_SECONDS = 5
+    RETRY_AFTER_SECONDS = 2
+    # Answered without the database, so they say how this process sees things during an outage.
+    WITHOUT_DATABASE = ("/health", "/health/ready")
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        if database_outage.refusing() and request.path not in self.WITHOUT_DATABASE:
+            return self.unavailable("The database")
         return self.get_response(request)
 
     def process_exception(self, request, exception):
@@ -108,11 +114,16 @@ class ServiceUnavailableDuringOutages:
 
         if isinstance(exception, (OperationalError, InterfaceError)):
             what = "The database"
+            if not isinstance(exception.__cause__, QueryCanceled):
+                database_outage.went_away(exception)
         elif isinstance(exception, (RedisConnectionError, RedisTimeoutError)):
             what = "Redis"
         else:
             return None
         logging.getLogger(__name__).warning("%s %s: %s unavailable: %s", request.method, request.path, what, exception)
+        return self.unavailable(what)
+
+    def unavailable(self, what: str) -> JsonResponse:
         response = JsonResponse(
             {"error": {"code": "service_unavailable", "message": f"{what} is unavailable; retry shortly.", "field": None}},
             status=503,

@@ -132,8 +132,10 @@ if not DATABASE_URL:
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 # With PostgreSQL away, a request learns it within this many seconds and answers 503
 # (config.middleware.ServiceUnavailableDuringOutages) instead of hanging in a 500.
-DATABASE_WAIT_SECONDS = env_float("DATABASE_WAIT_SECONDS", 1.5)
-DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = max(1, round(DATABASE_WAIT_SECONDS))
+DATABASE_WAIT_SECONDS = env_float("DATABASE_WAIT_SECONDS", 1.0)
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = max(2, round(DATABASE_WAIT_SECONDS))  # libpq's least
+# While the database is away, a web process asks it this often whether it is back (core/database_outage.py).
+HERALD_DATABASE_PROBE_SECONDS = env_float("HERALD_DATABASE_PROBE_SECONDS", 0.25)
 if env_bool("DATABASE_POOL", True):
     # One ASGI process serves many threads; a pool keeps their connection count bounded.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
