@@ -1,5 +1,7 @@
 """A dead worker's work moves again in seconds, and work that keeps killing its workers is parked."""
 
+import os
+import signal
 import threading
 import time
 import uuid
@@ -27,6 +29,10 @@ class Supervisor:
     def watch(self) -> None:
         while not self.stopped.wait(0.1):
             if self.worker.process.poll() is not None:
+                try:  # what the dead worker left behind (its embedded beat) goes with it
+                    os.killpg(self.worker.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 time.sleep(1)
                 self.worker.start()
                 self.restarts.append(time.monotonic())
