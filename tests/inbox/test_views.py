@@ -62,6 +62,19 @@ def test_a_backend_mints_an_inbox_token_for_one_of_its_users(api, ada):
     assert body["expires_at"].endswith("Z")
 
 
+@pytest.mark.parametrize("public, socket, expected", [
+    ("http://127.0.0.1:8000", "", "ws://127.0.0.1:8000/ws/inbox?token="),
+    ("https://herald.example.com/", "", "wss://herald.example.com/ws/inbox?token="),
+    ("https://herald.example.com", "https://sockets.example.com", "wss://sockets.example.com/ws/inbox?token="),
+])
+def test_the_published_websocket_url_is_the_public_origin_unless_overridden(api, ada, settings, public, socket, expected):
+    settings.PUBLIC_BASE_URL, settings.HERALD_INBOX_SOCKET_URL = public, socket
+
+    body = api.post("/api/v1/users/ada/inbox-token").json()
+
+    assert body["websocket_url"].startswith(expected)
+
+
 def test_minting_a_token_needs_the_users_write_scope(ada):
     _, raw_key = ApiKey.issue("reader", scopes=["users:read"])
     client = APIClient()
