@@ -12,6 +12,27 @@ from core import throttle
 from core.errors import payload_too_large
 
 
+class HealthChecksForAnyHost:
+    """/health and /health/ready answer whatever the Host header says.
+
+    Container healthchecks and orchestrators call them by 127.0.0.1 or a pod address, which
+    DJANGO_ALLOWED_HOSTS need not list (and overriding it broke the compose healthcheck). The
+    host check guards the URLs Django builds from the Host header; these views build none.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.method in ("GET", "HEAD"):
+            from config import health
+
+            view = {"/health": health.live, "/health/ready": health.ready}.get(request.path_info)
+            if view is not None:
+                return view(request)
+        return self.get_response(request)
+
+
 class ApiBodySizeLimit:
     """Refuse oversized API bodies with 413 before a view parses them.
 

@@ -5,6 +5,7 @@ import os
 import secrets
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 
@@ -51,9 +52,10 @@ def dev_secret_key() -> str:
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY") or dev_secret_key()
 DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = env_str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
-CSRF_TRUSTED_ORIGINS = [o for o in env_str("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if o]
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The public URL's host is always allowed; health checks answer any host (config.middleware).
+ALLOWED_HOSTS = env_str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") + [urlsplit(PUBLIC_BASE_URL).hostname or ""]
+CSRF_TRUSTED_ORIGINS = [o for o in env_str("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if o]
 
 # --- HTTPS ----------------------------------------------------------------------------------
 # Served over https (PUBLIC_BASE_URL says so): secure cookies, HSTS and a redirect from http,
@@ -89,6 +91,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.HealthChecksForAnyHost",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.ServiceUnavailableDuringOutages",
