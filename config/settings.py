@@ -300,6 +300,12 @@ HERALD_WAKE_SECONDS = env_float("HERALD_WAKE_SECONDS", 1.0)
 # A chunk task gives its lane back (and wakes it again) after this long, so that one lane's
 # backlog shares the worker's threads with other lanes and with the periodic sweeps.
 HERALD_CHUNK_BUDGET_SECONDS = env_float("HERALD_CHUNK_BUDGET_SECONDS", 5.0)
+# `manage.py bootstrap` (docker-compose.yml's one-shot service): the admin user it creates, the
+# file holding its password (a secret), and the name of a first API key to issue and print once.
+HERALD_ADMIN_USERNAME = env_str("HERALD_ADMIN_USERNAME", "admin")
+HERALD_ADMIN_EMAIL = env_str("HERALD_ADMIN_EMAIL")
+HERALD_ADMIN_PASSWORD_FILE = env_str("HERALD_ADMIN_PASSWORD_FILE")
+HERALD_BOOTSTRAP_API_KEY_NAME = env_str("HERALD_BOOTSTRAP_API_KEY_NAME")
 # Workers touch this file every second and beat after each tick (core/liveness.py), for a
 # container's healthcheck: `python -m core.liveness check FILE MAX_AGE`. Empty: none.
 HERALD_LIVENESS_FILE = env_str("HERALD_LIVENESS_FILE")
