@@ -51,6 +51,12 @@ def test_without_a_secret_no_admin_is_created_and_a_short_password_is_refused(se
     assert bootstrap() == ""
     assert not get_user_model().objects.exists()
 
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    settings.HERALD_ADMIN_PASSWORD_FILE = str(empty)
+    assert bootstrap() == ""
+    assert not get_user_model().objects.exists()
+
     short = tmp_path / "short"
     short.write_text("short")
     settings.HERALD_ADMIN_PASSWORD_FILE = str(short)

@@ -41,6 +41,9 @@ class Command(BaseCommand):
             password = Path(password_file).read_text().strip()
         except OSError as exc:
             raise CommandError(f"cannot read HERALD_ADMIN_PASSWORD_FILE: {exc}") from None
+        if not password:  # compose's secret from an unset HERALD_ADMIN_PASSWORD
+            self.stderr.write("no admin user created: the admin password secret is empty (set HERALD_ADMIN_PASSWORD)")
+            return
         if len(password) < 12:
             raise CommandError("the admin password must be at least 12 characters")
         users.objects.create_superuser(username=username, email=settings.HERALD_ADMIN_EMAIL, password=password)
