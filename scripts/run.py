@@ -181,7 +181,8 @@ def main() -> int:
             # runs a pool of threads (CELERY_WORKER_POOL), shared fairly between providers.
             "worker-urgent": [python, "-m", "config.worker", "urgent"],
             "worker-bulk": [python, "-m", "config.worker", "bulk"],
-            "beat": [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO"],
+            "beat": [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+                     "-S", "django_celery_beat.schedulers:DatabaseScheduler"],
         }
         for name, argv in commands.items():
             children[name] = _start(name, argv, env, exits)
