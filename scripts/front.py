@@ -284,8 +284,12 @@ async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None
 def raise_open_files_limit() -> None:
     """Idle and slow connections cost a file descriptor each: allow as many as the system lets this process have."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    wanted = max(soft, 65536) if hard == resource.RLIM_INFINITY else hard
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):  # macOS caps it lower; the soft limit then stays as it was
+            pass
 
 
 async def serve(front: Front, host: str, port: int) -> None:
