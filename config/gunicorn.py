@@ -26,3 +26,6 @@ errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # Connections and the render pool belong to each worker, so load the app after the fork.
 preload_app = False
+# gunicorn 27's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl),
+# which a second gunicorn on the machine (make run beside the tests) takes over; Herald uses none.
+control_socket_disable = True

@@ -14,7 +14,7 @@ from django.http import JsonResponse
 from kombu import Connection
 
 from core import database_outage, redis_client
-from core.queues import ALL_QUEUES
+from core.queues import ALL_QUEUES, broker_queue
 
 READY_DEADLINE_SECONDS = 0.5
 CHECK_TIMEOUT_SECONDS = 0.4
@@ -53,7 +53,7 @@ def check_broker() -> dict:
         broker = redis.Redis.from_url(url, socket_timeout=CHECK_TIMEOUT_SECONDS, socket_connect_timeout=CHECK_TIMEOUT_SECONDS)
         pipe = broker.pipeline(transaction=False)
         for name in ALL_QUEUES:
-            pipe.llen(name)
+            pipe.llen(broker_queue(name))
         pipe.hlen("unacked")
         *depths, unacked = pipe.execute()
         # Unacked: taken by a worker and not acknowledged yet (running, or lost with its worker).
@@ -65,7 +65,7 @@ def check_broker() -> dict:
         depths = {}
         for name in ALL_QUEUES:
             try:
-                depths[name] = channel.queue_declare(name, passive=True).message_count
+                depths[name] = channel.queue_declare(broker_queue(name), passive=True).message_count
             except Exception:  # not declared yet: no worker has consumed it; RabbitMQ closes the channel
                 depths[name] = 0
                 channel = connection.channel()

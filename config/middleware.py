@@ -1,7 +1,9 @@
 import logging
 import re
+import secrets
 
 from django.conf import settings
+from django.core import signing
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
@@ -9,6 +11,27 @@ from psycopg.errors import QueryCanceled
 
 from core import bounded, database_outage, throttle
 from core.errors import payload_too_large
+
+
+class HealthChecksForAnyHost:
+    """/health and /health/ready answer whatever the Host header says.
+
+    Container healthchecks and orchestrators call them by 127.0.0.1 or a pod address, which
+    DJANGO_ALLOWED_HOSTS need not list (and overriding it broke the compose healthcheck). The
+    host check guards the URLs Django builds from the Host header; these views build none.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.method in ("GET", "HEAD"):
+            from config import health
+
+            view = {"/health": health.live, "/health/ready": health.ready}.get(request.path_info)
+            if view is not None:
+                return view(request)
+        return self.get_response(request)
 
 
 class ApiBodySizeLimit:
@@ -67,22 +90,66 @@ def bad_url(field: str, message: str) -> JsonResponse:
 
 
 class ThrottleAdminLogin:
-    """429 for login attempts from a client with too many recent failures (core/throttle.py)."""
+    """Failed admin logins are limited per (username, client address), and never lock out a
+    browser that has signed in before: OWASP's "device cookies".
+
+    A successful login leaves a signed cookie naming the user (ADMIN_DEVICE_COOKIE). A login
+    attempt that carries a valid one for the username it tries is charged to that browser
+    alone, so strangers failing for the same username, even from the same address (a NAT),
+    cannot lock its owner out. Every other attempt is charged to (username, address). Once
+    over HERALD_AUTH_FAILURE_LIMIT within the window, further attempts get 429 with Retry-After
+    without their password being checked.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.method == "POST" and request.path == reverse("admin:login"):
-            wait = throttle.seconds_blocked("admin", request)
-            if wait:
-                response = HttpResponse(
-                    f"Too many failed logins from your address; try again in {wait} seconds.\n",
-                    status=429, content_type="text/plain",
-                )
-                response["Retry-After"] = str(wait)
-                return response
-        return self.get_response(request)
+        if request.method != "POST" or request.path != reverse("admin:login"):
+            return self.get_response(request)
+        username = request.POST.get("username", "")[:150]
+        subject = admin_login_subject(request, username)
+        wait = throttle.seconds_blocked("admin", subject)
+        if wait:
+            response = HttpResponse(
+                f"Too many failed logins for this account from your browser or address; try again in {wait} seconds.\n",
+                status=429, content_type="text/plain",
+            )
+            response["Retry-After"] = str(wait)
+            return response
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and response.status_code in (301, 302, 303):
+            throttle.forget_failures("admin", subject)
+            set_admin_device_cookie(response, user.get_username())
+        elif response.status_code == 200:  # the form again: wrong password, unknown or inactive user
+            throttle.record_failure("admin", subject)
+        return response
+
+
+ADMIN_DEVICE_COOKIE = "herald_admin_device"
+ADMIN_DEVICE_SALT = "herald.admin-device"
+ADMIN_DEVICE_MAX_AGE_SECONDS = 365 * 86400
+
+
+def admin_login_subject(request, username: str) -> str:
+    """What a login attempt's failure is charged to: the signed-in-before browser, or (username, address)."""
+    try:
+        device = signing.loads(request.COOKIES.get(ADMIN_DEVICE_COOKIE, ""), salt=ADMIN_DEVICE_SALT,
+                               max_age=ADMIN_DEVICE_MAX_AGE_SECONDS)
+    except signing.BadSignature:
+        device = None
+    if isinstance(device, dict) and device.get("user") == username and isinstance(device.get("device"), str):
+        return f"device:{device['device']}"
+    return f"user:{username}\naddress:{throttle.client_address(request)}"
+
+
+def set_admin_device_cookie(response, username: str) -> None:
+    value = signing.dumps({"user": username, "device": secrets.token_urlsafe(16)}, salt=ADMIN_DEVICE_SALT)
+    response.set_cookie(
+        ADMIN_DEVICE_COOKIE, value, max_age=ADMIN_DEVICE_MAX_AGE_SECONDS, path=reverse("admin:index"),
+        secure=settings.SESSION_COOKIE_SECURE, httponly=True, samesite="Lax",
+    )
 
 
 class ServiceUnavailableDuringOutages:

@@ -5,6 +5,7 @@ import os
 import secrets
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 
@@ -51,9 +52,10 @@ def dev_secret_key() -> str:
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY") or dev_secret_key()
 DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = env_str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
-CSRF_TRUSTED_ORIGINS = [o for o in env_str("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if o]
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The public URL's host is always allowed; health checks answer any host (config.middleware).
+ALLOWED_HOSTS = env_str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") + [urlsplit(PUBLIC_BASE_URL).hostname or ""]
+CSRF_TRUSTED_ORIGINS = [o for o in env_str("DJANGO_CSRF_TRUSTED_ORIGINS").split(",") if o]
 
 # --- HTTPS ----------------------------------------------------------------------------------
 # Served over https (PUBLIC_BASE_URL says so): secure cookies, HSTS and a redirect from http,
@@ -89,6 +91,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.HealthChecksForAnyHost",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.ServiceUnavailableDuringOutages",
@@ -229,7 +232,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery -------------------------------------------------------------------------------
-from core.queues import CELERY_QUEUES  # noqa: E402
+from core.queues import CELERY_QUEUES, broker_queue  # noqa: E402
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -249,7 +252,7 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 1
 HERALD_PUBLISH_TIMEOUT_SECONDS = env_float("HERALD_PUBLISH_TIMEOUT_SECONDS", 0.1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_QUEUES = CELERY_QUEUES
-CELERY_TASK_DEFAULT_QUEUE = "medium"
+CELERY_TASK_DEFAULT_QUEUE = broker_queue("medium")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("HERALD_PREFETCH_MULTIPLIER", 1)
@@ -306,58 +309,67 @@ HERALD_WAKE_SECONDS = env_float("HERALD_WAKE_SECONDS", 1.0)
 # A chunk task gives its lane back (and wakes it again) after this long, so that one lane's
 # backlog shares the worker's threads with other lanes and with the periodic sweeps.
 HERALD_CHUNK_BUDGET_SECONDS = env_float("HERALD_CHUNK_BUDGET_SECONDS", 5.0)
+# `manage.py bootstrap` (docker-compose.yml's one-shot service): the admin user it creates, the
+# file holding its password (a secret), and the name of a first API key to issue and print once.
+HERALD_ADMIN_USERNAME = env_str("HERALD_ADMIN_USERNAME", "admin")
+HERALD_ADMIN_EMAIL = env_str("HERALD_ADMIN_EMAIL")
+HERALD_ADMIN_PASSWORD_FILE = env_str("HERALD_ADMIN_PASSWORD_FILE")
+HERALD_BOOTSTRAP_API_KEY_NAME = env_str("HERALD_BOOTSTRAP_API_KEY_NAME")
+# Workers touch this file every second and beat after each tick (core/liveness.py), for a
+# container's healthcheck: `python -m core.liveness check FILE MAX_AGE`. Empty: none.
+HERALD_LIVENESS_FILE = env_str("HERALD_LIVENESS_FILE")
 CELERY_BEAT_SCHEDULER = env_str("HERALD_BEAT_SCHEDULER", "django_celery_beat.schedulers:DatabaseScheduler")
 CELERY_BEAT_SCHEDULE = {
     "relay-outbox": {
         "task": "notifications.tasks.relay_outbox",
         "schedule": env_float("HERALD_RELAY_INTERVAL", 2.0),
-        "options": {"queue": "critical", "expires": 30},
+        "options": {"queue": broker_queue("critical"), "expires": 30},
     },
     "release-held-deliveries": {
         "task": "delivery.tasks.release_held_deliveries",
         "schedule": env_float("HERALD_RELEASE_INTERVAL", 5.0),
-        "options": {"queue": "critical", "expires": 30},
+        "options": {"queue": broker_queue("critical"), "expires": 30},
     },
     "repair-lagging-notifications": {
         "task": "notifications.tasks.repair_lagging_notifications",
         "schedule": env_float("HERALD_REPAIR_INTERVAL", 10.0),
-        "options": {"queue": "critical", "expires": 30},
+        "options": {"queue": broker_queue("critical"), "expires": 30},
     },
     # Each running experiment's results: the chart's points, the sequential test's running
     # minimum, auto-promotion and the bandit's weights (experiments/results.py).
     "review-experiments": {
         "task": "experiments.tasks.review_experiments",
         "schedule": env_float("HERALD_EXPERIMENT_REVIEW_INTERVAL", 3600.0),
-        "options": {"queue": "low", "expires": 600},
+        "options": {"queue": broker_queue("low"), "expires": 600},
     },
     # Batches whose window has ended become their message (notifications/batching.py); a full
     # batch wakes the closer itself, so this bounds how late a window's end can be noticed.
     "close-batches": {
         "task": "notifications.tasks.close_batches",
         "schedule": env_float("HERALD_BATCH_CLOSE_INTERVAL", 1.0),
-        "options": {"queue": "high", "expires": 30},
+        "options": {"queue": broker_queue("high"), "expires": 30},
     },
     # Escalation steps whose wait has ended (notifications/escalation.py): how late one can fire.
     "escalate": {
         "task": "notifications.tasks.escalate",
         "schedule": env_float("HERALD_ESCALATION_INTERVAL", 1.0),
-        "options": {"queue": "critical", "expires": 10},
+        "options": {"queue": broker_queue("critical"), "expires": 10},
     },
     # Recurring schedules whose next occurrence has come (schedules/firing.py).
     "fire-schedules": {
         "task": "schedules.tasks.fire_due",
         "schedule": env_float("HERALD_SCHEDULE_INTERVAL", 1.0),
-        "options": {"queue": "high", "expires": 10},
+        "options": {"queue": broker_queue("high"), "expires": 10},
     },
     "resume-campaign-fan-outs": {
         "task": "campaigns.tasks.resume_fan_outs",
         "schedule": env_float("HERALD_FAN_OUT_RESUME_INTERVAL", 10.0),
-        "options": {"queue": "low", "expires": 30},
+        "options": {"queue": broker_queue("low"), "expires": 30},
     },
     "dispatch-deliveries": {
         "task": "delivery.tasks.dispatch_deliveries",
         "schedule": env_float("HERALD_DISPATCH_INTERVAL", 1.0),
-        "options": {"queue": "critical", "expires": 10},
+        "options": {"queue": broker_queue("critical"), "expires": 10},
     },
 }
 
@@ -407,12 +419,13 @@ HERALD_RETRY_MAX_SECONDS = env_float("HERALD_RETRY_MAX_SECONDS", 600.0)
 # which must stay well inside the lease below: workers run the solo pool, where Celery's
 # time limits do not apply.
 HERALD_ATTEMPT_BUDGET_SECONDS = env_float("HERALD_ATTEMPT_BUDGET_SECONDS", 60.0)
-# A delivery in `sending` longer than this belongs to a worker that died; another may take it.
+# A delivery in `sending` longer than this belongs to a worker that died; another may take it (the
+# fallback when Redis cannot tell which workers are alive, see HERALD_CLAIMER_TTL_SECONDS).
 HERALD_DELIVERY_LEASE_SECONDS = env_float("HERALD_DELIVERY_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 30)
-# A worker process refreshes its liveness key (core/liveness.py) this often; once the key is this
+# A process holding claims refreshes its claimer key (core/claimers.py) this often; once the key is this
 # old the process is taken to be dead, and its claims are taken over at once, lease or not.
-HERALD_LIVENESS_INTERVAL_SECONDS = env_float("HERALD_LIVENESS_INTERVAL_SECONDS", 1.0)
-HERALD_LIVENESS_TTL_SECONDS = env_float("HERALD_LIVENESS_TTL_SECONDS", 5.0)
+HERALD_CLAIMER_INTERVAL_SECONDS = env_float("HERALD_CLAIMER_INTERVAL_SECONDS", 1.0)
+HERALD_CLAIMER_TTL_SECONDS = env_float("HERALD_CLAIMER_TTL_SECONDS", 5.0)
 # A delivery or notification taken over this many times in a row from workers that died holding
 # it is parked as failed (`killed_its_worker`) instead of being given to another one.
 HERALD_POISON_TAKEOVERS = env_int("HERALD_POISON_TAKEOVERS", 3)
@@ -501,8 +514,9 @@ CHANNEL_LAYERS = {
     }
 }
 # Inbox tokens: how long one minted for a browser lives, and the longest a caller may ask for.
-# Where browsers open the inbox WebSocket when the ASGI server (uvicorn) is not behind the same
-# origin as the REST API (gunicorn), e.g. http://127.0.0.1:8001 under `make run`; empty: same origin.
+# Where browsers open the inbox WebSocket (`<this, as ws:// or wss://>/ws/inbox`). The proxy in
+# front of Herald (`make run`'s and docker-compose.yml's Caddy) serves /ws/ on the public
+# origin, so this is empty (PUBLIC_BASE_URL) unless the socket server is published elsewhere.
 HERALD_INBOX_SOCKET_URL = env_str("HERALD_INBOX_SOCKET_URL")
 HERALD_INBOX_TOKEN_TTL_SECONDS = env_int("HERALD_INBOX_TOKEN_TTL_SECONDS", 900)
 HERALD_INBOX_TOKEN_MAX_TTL_SECONDS = env_int("HERALD_INBOX_TOKEN_MAX_TTL_SECONDS", 86400)
@@ -521,6 +535,6 @@ HERALD_INBOX_DEMO_USERS = [u for u in env_str("HERALD_INBOX_DEMO_USERS", "demo-a
 CELERY_BEAT_SCHEDULE["purge-expired-inbox-items"] = {
     "task": "inbox.tasks.purge_expired_inbox_items",
     "schedule": env_float("HERALD_INBOX_PURGE_INTERVAL", 3600.0),
-    "options": {"queue": "low", "expires": 600},
+    "options": {"queue": broker_queue("low"), "expires": 600},
 }
 # --- end of in-app inbox ------------------------------------------------------------------

@@ -13,14 +13,10 @@ class BearerAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode("latin-1")
         if not header:
             return None
-        self.before_credential(request)
         scheme, _, raw = header.partition(" ")
         if scheme != "Bearer" or not raw.strip():
             raise exceptions.AuthenticationFailed(f"Use 'Authorization: Bearer <{self.credential_name}>'.")
         return self.authenticate_credential(request, raw.strip())
-
-    def before_credential(self, request) -> None:
-        """A check before the credential is read at all (e.g. a throttle)."""
 
     def authenticate_credential(self, request, credential: str):
         raise NotImplementedError

@@ -1,84 +1,127 @@
-"""Which processes holding claims are alive: a Redis key each one refreshes every second.
+"""Liveness files for processes with no HTTP port: Celery workers and beat.
 
-A claim (a delivery being sent, a notification being routed) names the process that made it
-(`claimer_id`). Once that process stops refreshing its key (killed, out of memory, its machine
-gone), the key expires within HERALD_LIVENESS_TTL_SECONDS and its claims may be taken over at
-once, instead of when their lease runs out minutes later. The lease stays as the fallback for
-when Redis cannot be read: a claimer is never called dead on missing evidence.
+A worker starts a daemon thread (on `worker_ready`) that touches HERALD_LIVENESS_FILE every
+second, and removes the file when it shuts down; beat touches it after each scheduler tick.
+A container's healthcheck then asks how old the file is:
+
+    python -m core.liveness check /tmp/herald-alive 30
+
+which exits 0 when the file was touched within 30 seconds, 1 otherwise. The check imports
+nothing of Django, so it costs a healthcheck a few milliseconds.
 """
 
-import logging
 import os
-import socket
+import sys
 import threading
 import time
+from pathlib import Path
 
-from django.conf import settings
-from redis.exceptions import RedisError
-
-from core import redis_client
-
-log = logging.getLogger(__name__)
-
-_identity: dict[int, str] = {}
-_lock = threading.Lock()
+TOUCH_INTERVAL_SECONDS = 1.0
 
 
-def _key(claimer: str) -> str:
-    return f"herald:alive:{claimer}"
+def touch(path: Path) -> None:
+    path.touch()
+    os.utime(path)  # touch() leaves the time alone on some filesystems when the file exists
 
 
-def claimer_id() -> str:
-    """This process's name on its claims, unique to this process's life; starts its heartbeat."""
-    pid = os.getpid()
-    if pid not in _identity:
-        with _lock:
-            if pid not in _identity:
-                _identity[pid] = f"{socket.gethostname()}:{pid}:{time.time_ns() // 1_000_000}"
-                _beat(_identity[pid])
-                threading.Thread(target=_heartbeat, args=(_identity[pid],), name="herald-liveness", daemon=True).start()
-    return _identity[pid]
-
-
-def _beat(claimer: str) -> None:
+def age_seconds(path: Path) -> float | None:
+    """Seconds since the file was last touched; None when it does not exist."""
     try:
-        redis_client.shared().set(_key(claimer), 1, px=int(settings.HERALD_LIVENESS_TTL_SECONDS * 1000))
-    except RedisError as exc:
-        log.warning("liveness: could not refresh %s: %s", claimer, exc)
+        return max(0.0, time.time() - path.stat().st_mtime)
+    except FileNotFoundError:
+        return None
 
 
-def _heartbeat(claimer: str) -> None:
-    while _identity.get(os.getpid()) == claimer:
-        time.sleep(settings.HERALD_LIVENESS_INTERVAL_SECONDS)
-        _beat(claimer)
+class Heartbeat:
+    """A daemon thread touching `path` every second until stopped; the process is alive while it beats."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="liveness", daemon=True)
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        touch(self.path)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.path.unlink(missing_ok=True)
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(TOUCH_INTERVAL_SECONDS):
+            touch(self.path)
 
 
-def dead_among(claimers: set[str]) -> list[str]:
-    """Those of `claimers` whose process has stopped refreshing its key; none if Redis cannot be read."""
-    named = sorted(c for c in claimers if c)
-    if not named:
-        return []
-    try:
-        alive = redis_client.shared().mget([_key(c) for c in named])
-    except RedisError:
-        return []
-    return [claimer for claimer, present in zip(named, alive, strict=True) if present is None]
+_heartbeat: Heartbeat | None = None
 
 
-class DeadClaimers:
-    """`dead_among` for the claimers a query names, asked at most once per interval per process:
-    the claim statements that use it run many times a second."""
+def liveness_file() -> Path | None:
+    from django.conf import settings
 
-    def __init__(self, query: str):
-        self.query = query
-        self.checked_at = float("-inf")
-        self.dead: list[str] = []
-        self.lock = threading.Lock()
+    return Path(settings.HERALD_LIVENESS_FILE) if settings.HERALD_LIVENESS_FILE else None
 
-    def __call__(self, cursor) -> list[str]:
-        with self.lock:
-            if time.monotonic() - self.checked_at >= settings.HERALD_LIVENESS_INTERVAL_SECONDS:
-                cursor.execute(self.query)
-                self.dead = dead_among({row[0] for row in cursor.fetchall()})
-                self.checked_at = time.monotonic()
-            return self.dead
+
+def on_worker_ready(**kwargs) -> None:
+    global _heartbeat
+    path = liveness_file()
+    if path is not None and _heartbeat is None:
+        _heartbeat = Heartbeat(path)
+        _heartbeat.start()
+
+
+def on_worker_shutdown(**kwargs) -> None:
+    global _heartbeat
+    if _heartbeat is not None:
+        _heartbeat.stop()
+        _heartbeat = None
+
+
+def on_beat_init(sender, **kwargs) -> None:
+    """Touch the file after each of beat's ticks: its age is how long ago beat last looked at its schedule."""
+    path = liveness_file()
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scheduler = sender.scheduler
+    tick = scheduler.tick
+
+    def tick_and_touch(*args, **kwargs):
+        interval = tick(*args, **kwargs)
+        touch(path)
+        return interval
+
+    scheduler.tick = tick_and_touch
+    touch(path)
+
+
+def connect() -> None:
+    """Hook the liveness file to Celery's signals (config/celery.py calls this once)."""
+    from celery import signals
+
+    signals.worker_ready.connect(on_worker_ready, weak=False, dispatch_uid="herald-liveness-ready")
+    signals.worker_shutdown.connect(on_worker_shutdown, weak=False, dispatch_uid="herald-liveness-shutdown")
+    signals.beat_init.connect(on_beat_init, weak=False, dispatch_uid="herald-liveness-beat")
+
+
+def check(path: Path, max_age_seconds: float) -> int:
+    age = age_seconds(path)
+    if age is None:
+        print(f"{path}: missing", file=sys.stderr)
+        return 1
+    if age > max_age_seconds:
+        print(f"{path}: last touched {age:.1f}s ago (more than {max_age_seconds:g}s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[0] != "check":
+        print("usage: python -m core.liveness check FILE MAX_AGE_SECONDS", file=sys.stderr)
+        return 2
+    return check(Path(argv[1]), float(argv[2]))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

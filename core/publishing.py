@@ -6,6 +6,8 @@ import threading
 
 from celery import current_app as app
 
+from core.queues import broker_queue
+
 # Publishing never holds a request: a broker that is down or stalled (SIGSTOP) is given
 # HERALD_PUBLISH_TIMEOUT_SECONDS, then the message is left to the relay and dispatch sweeps,
 # which republish from the database. Consumers keep the broker's own settings.
@@ -43,7 +45,8 @@ def _drop_publish_connection() -> None:
 
 
 def publish(task_name: str, args: list, queue: str) -> bool:
-    """Send a task message; return False instead of raising or waiting when the broker is down.
+    """Send a task message to a lane's queue (`queue` as code names it, e.g. `sms.urgent`); return
+    False instead of raising or waiting when the broker is down.
 
     Callers only publish work whose row is already committed, and a periodic sweep
     republishes rows that stay unpublished, so a failed publish delays work but loses none.
@@ -52,7 +55,7 @@ def publish(task_name: str, args: list, queue: str) -> bool:
     from redis.exceptions import RedisError
 
     try:
-        app.send_task(task_name, args=args, queue=queue, retry=False, connection=_publish_connection())
+        app.send_task(task_name, args=args, queue=broker_queue(queue), retry=False, connection=_publish_connection())
     except (OperationalError, OSError, RedisError) as exc:
         _drop_publish_connection()
         logging.getLogger(__name__).warning("broker unavailable, %s(%s) left for the sweep: %s", task_name, args, exc)

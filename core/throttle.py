@@ -1,9 +1,16 @@
-"""Per-client limits on failed logins and failed API keys, counted in Redis.
+"""Limits on failed logins and failed API keys, counted in Redis per subject.
+
+A subject is whatever a failure is charged to: a client address for API keys, a username at
+an address (or one signed-in browser) for the admin login. Callers check the credential
+first and consult the limit only for a failed one, so a stranger's guesses can slow down
+other guesses but never lock out a valid credential.
 
 Written here rather than taken from django-axes: axes covers only the login form and keeps
 its counts in the database, and the same limit must guard API keys; Redis is already shared
 by every process.
 """
+
+import hashlib
 
 from django.conf import settings
 from redis.exceptions import RedisError
@@ -20,12 +27,13 @@ def client_address(request) -> str:
     return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
-def _key(scope: str, request) -> str:
-    return f"herald:auth-failures:{scope}:{client_address(request)}"
+def _key(scope: str, subject: str) -> str:
+    # Hashed: a subject may hold a username of any length a stranger typed.
+    return f"herald:auth-failures:{scope}:{hashlib.sha256(subject.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
 
 
-def seconds_blocked(scope: str, request) -> int:
-    """How long this client must wait before trying again; 0 when it may try now.
+def seconds_blocked(scope: str, subject: str) -> int:
+    """How long `subject` must wait before its next failure is looked at; 0 when it may try now.
 
     Fails open: with Redis unreachable nobody is locked out (the request path has other guards).
     """
@@ -33,8 +41,8 @@ def seconds_blocked(scope: str, request) -> int:
         return 0
     try:
         pipe = redis_client.shared().pipeline()
-        pipe.get(_key(scope, request))
-        pipe.ttl(_key(scope, request))
+        pipe.get(_key(scope, subject))
+        pipe.ttl(_key(scope, subject))
         count, ttl = pipe.execute()
     except RedisError:
         redis_client.failed()
@@ -44,14 +52,24 @@ def seconds_blocked(scope: str, request) -> int:
     return 0
 
 
-def record_failure(scope: str, request) -> None:
+def record_failure(scope: str, subject: str) -> None:
     if redis_client.skipping():
         return
     try:
         pipe = redis_client.shared().pipeline()
         # The window starts at the first failure (SET NX rather than EXPIRE NX, which needs Redis 7).
-        pipe.set(_key(scope, request), 0, ex=settings.HERALD_AUTH_FAILURE_WINDOW_SECONDS, nx=True)
-        pipe.incr(_key(scope, request))
+        pipe.set(_key(scope, subject), 0, ex=settings.HERALD_AUTH_FAILURE_WINDOW_SECONDS, nx=True)
+        pipe.incr(_key(scope, subject))
         pipe.execute()
+    except RedisError:
+        redis_client.failed()
+
+
+def forget_failures(scope: str, subject: str) -> None:
+    """A success clears the subject's count: its owner's own typos do not pile up across logins."""
+    if redis_client.skipping():
+        return
+    try:
+        redis_client.shared().delete(_key(scope, subject))
     except RedisError:
         redis_client.failed()

@@ -14,10 +14,12 @@ from redis.exceptions import RedisError
 
 from core import redis_client
 from core.publishing import publish
+from core.queues import QUEUE_PREFIX
 
 
 def _flag(lane: str) -> str:
-    return f"herald:wake:{lane}"
+    # Installations sharing a Redis apart from their broker queues (HERALD_QUEUE_PREFIX) wake their own lanes.
+    return f"herald:wake:{QUEUE_PREFIX}:{lane}" if QUEUE_PREFIX else f"herald:wake:{lane}"
 
 
 def wake(task_name: str, queue: str, lane: str, args: list) -> bool:

@@ -21,7 +21,7 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from core import liveness, wake
+from core import claimers, wake
 from core.states import Status, move_all
 from delivery import bulk_sending
 from delivery.models import Delivery
@@ -32,7 +32,7 @@ from delivery.states import DELIVERY_TRANSITIONS
 log = logging.getLogger(__name__)
 
 # Due rows, soonest first: status sending, the claim's time set (it fences every later write of
-# the attempt) with this process's name (core/liveness.py), one attempt counted, the move
+# the attempt) with this process's name (core/claimers.py), one attempt counted, the move
 # appended to the row's history.
 CLAIM_DUE_SQL = """
 WITH due AS (
@@ -48,7 +48,7 @@ WHERE d.id IN (SELECT id FROM due)
 RETURNING d.id
 """
 
-# Rows whose worker died holding them: its liveness key expired, or (Redis unreadable) the
+# Rows whose worker died holding them: its claimer key expired (core/claimers.py), or (Redis unreadable) the
 # lease ran out. Taken over with the count of takeovers in a row, oldest claim first.
 CLAIM_ABANDONED_SQL = """
 WITH abandoned AS (
@@ -65,7 +65,7 @@ RETURNING d.id
 """
 
 IN_FLIGHT_CLAIMERS_SQL = "SELECT DISTINCT claimed_by FROM delivery_delivery WHERE status = 'sending'"
-dead_claimers = liveness.DeadClaimers(IN_FLIGHT_CLAIMERS_SQL)
+dead_claimers = claimers.DeadClaimers(IN_FLIGHT_CLAIMERS_SQL)
 
 
 def claim_chunk(channel: str, priorities: list[str], limit: int) -> tuple[list, object]:
@@ -73,7 +73,7 @@ def claim_chunk(channel: str, priorities: list[str], limit: int) -> tuple[list, 
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(CLAIM_DUE_SQL, {
-            "now": now, "channel": channel, "priorities": priorities, "limit": limit, "claimer": liveness.claimer_id(),
+            "now": now, "channel": channel, "priorities": priorities, "limit": limit, "claimer": claimers.this_process(),
             "history": json.dumps([{"status": Status.SENDING.value, "at": now.isoformat()}]),
         })
         return [row[0] for row in cursor.fetchall()], now
@@ -86,7 +86,7 @@ def claim_abandoned(channel: str, priorities: list[str], *, least: int, most: in
     with connection.cursor() as cursor:
         cursor.execute(CLAIM_ABANDONED_SQL, {
             "now": now, "channel": channel, "priorities": priorities, "limit": limit, "least": least, "most": most,
-            "claimer": liveness.claimer_id(), "dead": dead_claimers(cursor),
+            "claimer": claimers.this_process(), "dead": dead_claimers(cursor),
             # A little past the lease, so that the dispatch sweep has usually applied what the dead
             # worker journaled; attempt_claimed applies the row's journal itself in any case.
             "lease_over": now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS + TAKEOVER_MARGIN_SECONDS),

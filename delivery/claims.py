@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from core import liveness
+from core import claimers
 from core.states import Status, move_all, transition
 from delivery.models import Delivery, DeliveryAttempt
 from delivery.states import DELIVERY_TRANSITIONS
@@ -32,7 +32,7 @@ def claim(delivery_id, now: datetime) -> bool:
         Delivery, DELIVERY_TRANSITIONS, delivery_id, Status.SENDING,
         sources={Status.QUEUED, Status.SENDING},
         condition=Q(status=Status.QUEUED, available_at__lte=now) | Q(status=Status.SENDING, claimed_at__lt=lease_expired),
-        at=now, claimed_at=now, claimed_by=liveness.claimer_id(), attempts=F("attempts") + 1,
+        at=now, claimed_at=now, claimed_by=claimers.this_process(), attempts=F("attempts") + 1,
     )
 
 

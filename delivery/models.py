@@ -34,7 +34,7 @@ class Delivery(models.Model):
     # Held for the person's quiet hours: published by a sweep when this time comes.
     held_until = models.DateTimeField(null=True, blank=True)
     # Set when a worker claims the row; a claim older than the lease, or whose worker process
-    # stopped refreshing its liveness key (core/liveness.py), is abandoned.
+    # stopped refreshing its claimer key (core/claimers.py), is abandoned.
     claimed_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=120, blank=True, default="", db_default="")
     # How many times in a row the row was taken over from a worker that died holding it; past

@@ -56,7 +56,7 @@ def dispatch_deliveries() -> int:
 
     Retry timing lives in the database (available_at), never in a Celery countdown that dies
     with its worker, so retries resume within a sweep interval, and the rows of a worker that
-    died within its liveness key's time to live (core/liveness.py).
+    died within its claimer key's time to live (core/claimers.py).
     """
     now = timezone.now()
     with connection.cursor() as cursor:

@@ -66,7 +66,7 @@ def demo_page(request):
         defaults={"title": "{{ title }}", "body": "{{ message }}", "variables_schema": DEMO_SCHEMA},
     )
     return render(request, "inbox/demo.html", {
-        "users": users, "user_id": user_id, "categories": NotificationType.values,
+        "users": users, "user_id": user_id,
         "base_url": settings.PUBLIC_BASE_URL, "socket_url": settings.HERALD_INBOX_SOCKET_URL,
     })
 
@@ -82,18 +82,24 @@ def demo_token(request):
     return response
 
 
+# What a demo send is, whatever the request says: an ordinary in-app message to a demo user.
+# The page is unauthenticated, so nothing that changes who is reached, how urgently or where a
+# click leads (category, priority, channels, action_url) comes from the request.
+DEMO_SEND_TYPE = NotificationType.TRANSACTION.value
+
+
 @require_POST
 def demo_send(request):
-    """Send a demo user an in-app notification through the normal accept path."""
+    """Send a demo user an in-app notification (title and message only) through the normal accept path."""
     demo_enabled()
-    demo_recipient(request.POST.get("user", ""))
+    user_id = request.POST.get("user", "")
+    demo_recipient(user_id)
     payload = {
-        "user_id": request.POST.get("user", ""),
-        "type": request.POST.get("category") or "transaction",
+        "user_id": user_id,
+        "type": DEMO_SEND_TYPE,
         "template": DEMO_TEMPLATE,
         "channels": ["in_app"],
         "variables": {"title": request.POST.get("title", ""), "message": request.POST.get("message", "")},
-        "metadata": {k: request.POST[k] for k in ("action_url", "group_key") if request.POST.get(k)},
     }
     serializer = NotificationRequest(data=payload)
     if not serializer.is_valid():

@@ -257,8 +257,14 @@ class InboxTokenCreate(APIView):
         return Response(token_response(raw, token))
 
 
+def websocket_base_url() -> str:
+    """Where browsers open the inbox socket: the public origin, unless HERALD_INBOX_SOCKET_URL says otherwise."""
+    base = (settings.HERALD_INBOX_SOCKET_URL or settings.PUBLIC_BASE_URL).rstrip("/")
+    return base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+
+
 def token_response(raw: str, token) -> dict:
-    websocket_base = settings.PUBLIC_BASE_URL.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    websocket_base = websocket_base_url()
     return {
         "token": raw,
         "user_id": token.user_id,

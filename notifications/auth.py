@@ -51,27 +51,33 @@ def find_api_key(credential: str) -> ApiKey | None:
 
 
 class ApiKeyAuthentication(BearerAuthentication):
+    """A valid key always authenticates; failed keys are limited per client address.
+
+    The key is checked before the limit is consulted: behind a NAT a stranger's bad guesses
+    share the customer backend's address, and must not lock its valid key out. A client over
+    the limit gets 429 with Retry-After for each further invalid key.
+    """
+
     credential_name = "api key"
 
     def authenticate(self, request):
-        # A key this process checked moments ago proves the caller is not guessing keys: skip the throttle.
+        # A key this process checked moments ago needs no database read.
         scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
         known = recently_checked_key(raw.strip()) if scheme == "Bearer" else None
         if known is not None:
             return ServiceUser(known), known
         return super().authenticate(request)
 
-    def before_credential(self, request) -> None:
-        wait = throttle.seconds_blocked("api_key", request)
-        if wait:
-            raise exceptions.Throttled(wait, "Too many failed API keys from your address.")
-
     def authenticate_credential(self, request, credential: str):
         key = recently_checked_key(credential) or find_api_key(credential)
-        if key is None or key.is_revoked:
-            throttle.record_failure("api_key", request)
-            raise exceptions.AuthenticationFailed("Invalid API key." if key is None else "This API key has been revoked.")
-        return ServiceUser(key), key
+        if key is not None and not key.is_revoked:
+            return ServiceUser(key), key
+        address = throttle.client_address(request)
+        wait = throttle.seconds_blocked("api_key", address)
+        if wait:
+            raise exceptions.Throttled(wait, "Too many failed API keys from your address.")
+        throttle.record_failure("api_key", address)
+        raise exceptions.AuthenticationFailed("Invalid API key." if key is None else "This API key has been revoked.")
 
 
 class HasScope(permissions.BasePermission):

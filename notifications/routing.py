@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from core import bulk, liveness, wake
+from core import bulk, claimers, wake
 from core.queues import routing_queue
 from core.states import Status, move_all, transition
 from core.vocabulary import Channel
@@ -61,7 +61,7 @@ ROUTE_LANE_TASK = "notifications.tasks.route_lane"
 # One statement claims a chunk of one priority's routable notifications: accepted ones
 # (pending, or queued by an older release) and scheduled ones now due. SKIP LOCKED lets
 # concurrent claimers take different rows; each row's claim time (status_changed_at) fences
-# its routing as in claim_for_routing, and names the process that holds it (core/liveness.py).
+# its routing as in claim_for_routing, and names the process that holds it (core/claimers.py).
 CLAIM_CHUNK_SQL = """
 WITH waiting AS (
     SELECT id FROM notifications_notification
@@ -79,7 +79,7 @@ WHERE n.id IN (SELECT id FROM waiting UNION ALL SELECT id FROM due)
 RETURNING n.id
 """
 
-# Notifications whose routing worker died: its liveness key expired, or (Redis unreadable) the
+# Notifications whose routing worker died: its claimer key expired (core/claimers.py), or (Redis unreadable) the
 # claim is older than the lease. Taken over with the count of takeovers in a row.
 CLAIM_ABANDONED_SQL = """
 WITH abandoned AS (
@@ -96,7 +96,7 @@ RETURNING n.id, n.takeovers
 """
 
 ROUTING_CLAIMERS_SQL = "SELECT DISTINCT claimed_by FROM notifications_notification WHERE status = 'routing'"
-dead_claimers = liveness.DeadClaimers(ROUTING_CLAIMERS_SQL)
+dead_claimers = claimers.DeadClaimers(ROUTING_CLAIMERS_SQL)
 
 
 def claim_chunk(priority: str, limit: int) -> tuple[list, datetime]:
@@ -104,7 +104,7 @@ def claim_chunk(priority: str, limit: int) -> tuple[list, datetime]:
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(CLAIM_CHUNK_SQL, {
-            "priority": priority, "limit": limit, "now": now, "claimer": liveness.claimer_id(),
+            "priority": priority, "limit": limit, "now": now, "claimer": claimers.this_process(),
             "history": json.dumps([{"status": Status.ROUTING.value, "at": now.isoformat()}]),
         })
         return [row[0] for row in cursor.fetchall()], now
@@ -117,7 +117,7 @@ def claim_abandoned(priority: str, *, least: int, most: int, limit: int) -> tupl
     with connection.cursor() as cursor:
         cursor.execute(CLAIM_ABANDONED_SQL, {
             "priority": priority, "limit": limit, "now": now, "least": least, "most": most,
-            "claimer": liveness.claimer_id(), "dead": dead_claimers(cursor),
+            "claimer": claimers.this_process(), "dead": dead_claimers(cursor),
             "stale": now - timedelta(seconds=settings.HERALD_DELIVERY_LEASE_SECONDS),
             "history": json.dumps([{"status": Status.ROUTING.value, "at": now.isoformat(), "reason": "worker_lost"}]),
         })

@@ -1,4 +1,8 @@
-"""`make run`: embedded services, migrations, demo data, then web + workers + beat, supervised.
+"""`make run`: embedded services, migrations, demo data, then proxy + web + socket + workers + beat, supervised.
+
+Clients reach one port (PORT, 8000): the front (scripts/front.py), which reads each request
+whole before gunicorn gets it and pipes /ws/ to the socket server. gunicorn and uvicorn listen
+on unix sockets under var/run/, so no slow client can reach them directly.
 
 A process that dies is restarted after a backoff (1 s, doubling to MAX_BACKOFF while it
 keeps dying within STABLE_SECONDS of its start), and the restart is logged; the others run
@@ -23,7 +27,6 @@ from typing import IO
 from services import ROOT, VAR_DIR, Services, ensure_services, stop_services
 
 sys.path.insert(0, str(ROOT))
-from core.queues import BULK_QUEUES, URGENT_QUEUES, WORKER_FLAGS  # noqa: E402
 
 BIN = Path(sys.executable).parent
 STOP_TIMEOUT = 10.0
@@ -149,7 +152,10 @@ def main() -> int:
     try:
         services = ensure_services(VAR_DIR)
         port = os.environ.get("PORT", "8000")
-        socket_port = os.environ.get("SOCKET_PORT", str(int(port) + 1))
+        host = os.environ.get("HOST", "127.0.0.1")
+        sockets = Path(os.environ.get("HERALD_VAR_DIR", VAR_DIR)) / "run"
+        sockets.mkdir(parents=True, exist_ok=True)
+        web_socket, inbox_socket = sockets / "web.sock", sockets / "socket.sock"
         env = {
             **os.environ,
             "DATABASE_URL": services.database_url,
@@ -158,33 +164,30 @@ def main() -> int:
             "PYTHONUNBUFFERED": "1",
             # The inbox demo page is a local-development convenience (off in production).
             "HERALD_INBOX_DEMO": os.environ.get("HERALD_INBOX_DEMO", "1"),
-            "HERALD_INBOX_SOCKET_URL": os.environ.get("HERALD_INBOX_SOCKET_URL", f"http://127.0.0.1:{socket_port}"),
-            "HOST": "127.0.0.1",
-            "PORT": port,
+            # Every request reaches Django through the front, which replaces X-Forwarded-For with the client's address.
+            "HERALD_CLIENT_IP_HEADER": os.environ.get("HERALD_CLIENT_IP_HEADER", "HTTP_X_FORWARDED_FOR"),
         }
         _manage(["migrate", "--noinput"], env)
         _manage(["bootstrap_demo"], env)
 
-        gunicorn, uvicorn, celery = str(BIN / "gunicorn"), str(BIN / "uvicorn"), str(BIN / "celery")
+        python = sys.executable
         commands = {
-            # As in production (docker-compose.yml): REST under gunicorn, the inbox socket under uvicorn.
-            "web": [gunicorn, "-c", "config/gunicorn.py", "config.wsgi:application"],
-            "socket": [uvicorn, "config.asgi:application", "--host", "127.0.0.1", "--port", socket_port, "--no-access-log"],
+            # As in production (docker-compose.yml): a buffering proxy in front, REST under gunicorn, the inbox socket under uvicorn.
+            "front": [python, str(ROOT / "scripts" / "front.py"), "--listen", f"{host}:{port}",
+                      "--web", f"unix:{web_socket}", "--socket", f"unix:{inbox_socket}"],
+            "web": [str(BIN / "gunicorn"), "-c", "config/gunicorn.py", "--bind", f"unix:{web_socket}", "config.wsgi:application"],
+            "socket": [python, "-m", "config.socket_server", "--uds", str(inbox_socket)],
             # One process per lane, so a marketing backlog never delays a password reset; each
             # runs a pool of threads (CELERY_WORKER_POOL), shared fairly between providers.
-            "worker-urgent": [celery, "-A", "config", "worker", "--loglevel", "INFO", *WORKER_FLAGS,
-                              "-Q", ",".join(URGENT_QUEUES), "-n", "urgent@%h"],
-            "worker-bulk": [celery, "-A", "config", "worker", "--loglevel", "INFO", *WORKER_FLAGS,
-                            "-Q", ",".join(BULK_QUEUES), "-n", "bulk@%h"],
-            "beat": [
-                celery, "-A", "config", "beat", "--loglevel", "INFO",
-                "-S", "django_celery_beat.schedulers:DatabaseScheduler",
-            ],
+            "worker-urgent": [python, "-m", "config.worker", "urgent"],
+            "worker-bulk": [python, "-m", "config.worker", "bulk"],
+            "beat": [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+                     "-S", "django_celery_beat.schedulers:DatabaseScheduler"],
         }
         for name, argv in commands.items():
             children[name] = _start(name, argv, env, exits)
         _write_pids(children)
-        _say(f"web on http://127.0.0.1:{port}/ (inbox socket on {socket_port}) with workers and beat; Ctrl-C stops everything")
+        _say(f"Herald on http://{host}:{port}/ (web and inbox socket behind one proxy) with workers and beat; Ctrl-C stops everything")
         _supervise(children, commands, env, exits)
         return 1  # not reached: _supervise returns only through Stop
     except Stop as stop:

@@ -22,7 +22,8 @@ def _with_db_index(url: str, index: int) -> str:
 # The broker is a redis-server of the test session's own (tests/services.py), so a test can
 # stop it to cause a real broker outage, and a running `make run` worker never takes test tasks.
 os.environ.setdefault("HERALD_TEST_BROKER_PORT", str(_free_port()))
-os.environ["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{os.environ['HERALD_TEST_BROKER_PORT']}/0"
+# A worker a test starts on another broker (tests/scenarios/test_rabbitmq.py) names it in HERALD_TEST_CELERY_BROKER_URL.
+os.environ["CELERY_BROKER_URL"] = os.environ.get("HERALD_TEST_CELERY_BROKER_URL") or f"redis://127.0.0.1:{os.environ['HERALD_TEST_BROKER_PORT']}/0"
 # Tests flush their Redis database, so they never use the one `make run` keeps its data in.
 if os.environ.get("REDIS_URL"):
     os.environ["REDIS_URL"] = _with_db_index(os.environ["REDIS_URL"], int(os.environ.get("HERALD_TEST_REDIS_DB", 9)))

@@ -33,3 +33,13 @@ def test_the_openapi_schema_and_docs_are_served(client):
     assert schema.status_code == 200
     assert b"/api/v1/notifications" in schema.content
     assert docs.status_code == 200
+
+
+def test_liveness_answers_a_probe_by_any_host_name_while_other_paths_still_check_the_host(client, settings):
+    settings.ALLOWED_HOSTS = ["herald.example.com"]
+
+    probe = client.get("/health", HTTP_HOST="172.18.0.5:8000")
+    other = client.get("/api/schema/", HTTP_HOST="172.18.0.5:8000")
+
+    assert probe.status_code == 200 and probe.json() == {"status": "ok"}
+    assert other.status_code == 400

@@ -62,6 +62,19 @@ def test_a_backend_mints_an_inbox_token_for_one_of_its_users(api, ada):
     assert body["expires_at"].endswith("Z")
 
 
+@pytest.mark.parametrize("public, socket, expected", [
+    ("http://127.0.0.1:8000", "", "ws://127.0.0.1:8000/ws/inbox?token="),
+    ("https://herald.example.com/", "", "wss://herald.example.com/ws/inbox?token="),
+    ("https://herald.example.com", "https://sockets.example.com", "wss://sockets.example.com/ws/inbox?token="),
+])
+def test_the_published_websocket_url_is_the_public_origin_unless_overridden(api, ada, settings, public, socket, expected):
+    settings.PUBLIC_BASE_URL, settings.HERALD_INBOX_SOCKET_URL = public, socket
+
+    body = api.post("/api/v1/users/ada/inbox-token").json()
+
+    assert body["websocket_url"].startswith(expected)
+
+
 def test_minting_a_token_needs_the_users_write_scope(ada):
     _, raw_key = ApiKey.issue("reader", scopes=["users:read"])
     client = APIClient()
@@ -447,13 +460,40 @@ def test_the_demo_sends_through_the_normal_accept_path(db, settings):
     page = browser.get("/inbox/demo/", {"user": "demo-ada"})
     csrf = page.cookies["csrftoken"].value
 
-    sent = browser.post("/inbox/demo/send", {"user": "demo-ada", "title": "Hi", "message": "There", "category": "social"},
-                        HTTP_X_CSRFTOKEN=csrf)
+    sent = browser.post("/inbox/demo/send", {"user": "demo-ada", "title": "Hi", "message": "There"}, HTTP_X_CSRFTOKEN=csrf)
     forged = Client(enforce_csrf_checks=True).post("/inbox/demo/send", {"user": "demo-ada", "title": "x", "message": "y"})
     blank = browser.post("/inbox/demo/send", {"user": "demo-ada", "title": "", "message": "y"}, HTTP_X_CSRFTOKEN=csrf)
 
     assert sent.status_code == 202, sent.content
     notification = Notification.objects.get(pk=sent.json()["id"])
-    assert (notification.recipient.external_id, notification.type, notification.requested_channels) == ("demo-ada", "social", ["in_app"])
+    assert (notification.recipient.external_id, notification.type, notification.requested_channels) == ("demo-ada", "transaction", ["in_app"])
     assert forged.status_code == 403
     assert blank.status_code == 400
+
+
+def test_the_demo_sends_only_an_ordinary_in_app_message_whatever_the_request_asks(db, settings):
+    from django.test import Client
+
+    from notifications.models import Notification
+
+    settings.HERALD_INBOX_DEMO = True
+    settings.HERALD_INBOX_DEMO_USERS = ["demo-ada"]
+    make_recipient("real-user", email="real@example.com")
+    stranger = Client()
+    assert stranger.get("/inbox/demo/").status_code == 200  # which creates the demo template
+
+    # when an unauthenticated page visitor asks for a critical security message with a link, to a real user
+    hostile = stranger.post("/inbox/demo/send", {
+        "user": "demo-ada", "title": "Reset your password", "message": "now",
+        "category": "security", "type": "security", "priority": "critical", "channels": "email",
+        "action_url": "https://phish.example/reset", "group_key": "x",
+    })
+    elsewhere = stranger.post("/inbox/demo/send", {"user": "real-user", "title": "Hi", "message": "There"})
+
+    # then the demo user gets an in-app transaction message at its default priority, without the link
+    assert hostile.status_code == 202, hostile.content
+    notification = Notification.objects.get(pk=hostile.json()["id"])
+    assert (notification.type, notification.priority, notification.requested_channels) == ("transaction", "high", ["in_app"])
+    assert notification.metadata == {}
+    assert elsewhere.status_code == 404
+    assert not Notification.objects.filter(recipient__external_id="real-user").exists()
