@@ -21,6 +21,7 @@ DTSTART; a date UNTIL takes in that whole day. Both become the recurrence's end,
 
 import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -34,8 +35,6 @@ from schedules import rrule_grammar as grammar
 # The first place each day reaches a wall-clock time.
 EARLIEST_ZONE = "Etc/GMT-14"
 MIN_GAP = timedelta(minutes=1)
-# How many occurrences are looked at to find two less than a minute apart.
-GAP_SAMPLE = 50
 # How many occurrences from the next one a schedule shows.
 UPCOMING = 5
 # Missed occurrences counted per firing (after downtime or a pause): counting is walking, and a
@@ -104,19 +103,36 @@ class Recurrence:
                 return None
         return self._rule(near=wall).after(wall, inc=False)
 
+    def walls_after(self, wall: datetime) -> Iterator[datetime]:
+        """The occurrences after `wall`, one after another (one walk, where `after` starts one each time)."""
+        if not self.cron:
+            yield from self._rule(near=wall).xafter(max(wall, self.start - timedelta(seconds=1)), inc=False)
+            return
+        times = croniter(self.cron, max(wall, self.start - timedelta(seconds=1)))
+        while True:
+            try:
+                found = times.get_next(datetime)
+            except CroniterBadDateError:
+                return
+            if self.end is not None and found > self.end:
+                return
+            yield found
+
     @cached_property
     def _parts(self) -> grammar.Rule:
         return grammar.parse(self.rrule)
+
+    @cached_property
+    def _parsed(self) -> dateutil_rrule.rrule:
+        rule = dateutil_rrule.rrulestr(self.rrule, dtstart=self.start)
+        return rule.replace(until=self.end) if self.end is not None else rule
 
     def _rule(self, near: datetime | None = None) -> dateutil_rrule.rrule:
         """The RRULE from the start, or, where that cannot change what it gives, from a whole number
         of its periods before `near`: dateutil walks from the start, and a minutely rule a month old
         would walk 40,000 occurrences to find the next one."""
-        start = self.start
-        if near is not None:
-            start = moved_start(start, self._parts.freq, self._parts.interval, near)
-        rule = dateutil_rrule.rrulestr(self.rrule, dtstart=start)
-        return rule.replace(until=self.end) if self.end is not None else rule
+        start = self.start if near is None else moved_start(self.start, self._parts.freq, self._parts.interval, near)
+        return self._parsed if start == self.start else self._parsed.replace(dtstart=start)
 
 
 # A rule of these frequencies gives the same occurrences from a start moved by whole periods
@@ -186,7 +202,9 @@ def last_counted(rule: grammar.Rule, start: datetime) -> datetime:
 def parse(rrule: str, cron: str, start: datetime, end: datetime | None, zone: str = "UTC") -> Recurrence:
     """A recurrence that fires at least once and never twice in a minute; InvalidRecurrence naming the field if not.
 
-    `start` and `end` are naive wall-clock times in `zone` (which UNTIL in UTC is read in)."""
+    `start` and `end` are naive wall-clock times in `zone` (which UNTIL in UTC is read in). Five
+    cron fields, and a rule without SECONDLY or a second BYSECOND, give whole minutes only, so no
+    two occurrences are less than a minute apart and none need be looked at beyond the first."""
     field = "rrule" if rrule else "cron"
     if bool(rrule) == bool(cron):
         raise InvalidRecurrence("rrule", "Give either rrule (RFC 5545) or cron, not both.")
@@ -206,16 +224,10 @@ def parse(rrule: str, cron: str, start: datetime, end: datetime | None, zone: st
             first = None
         else:
             first = found.after(found.start - timedelta(seconds=1))
-        sample = [first]
-        while sample[-1] is not None and len(sample) < GAP_SAMPLE:
-            sample.append(found.after(sample[-1]))
     except (ValueError, TypeError, IndexError, OverflowError, CroniterBadCronError, CroniterError) as exc:
         raise InvalidRecurrence(field, f"Does not parse: {exc}.") from None
     if first is None:
         raise InvalidRecurrence(field, "Never fires between starts_at and ends_at.")
-    times = [at for at in sample if at is not None]
-    if any(later - earlier < MIN_GAP for earlier, later in zip(times, times[1:])):
-        raise InvalidRecurrence(field, "Fires more than once a minute; at most one occurrence per minute.")
     return found
 
 
@@ -316,11 +328,16 @@ def first_from(rule: Recurrence, zone: str, moment: datetime) -> datetime | None
 
 
 def upcoming(rule: Recurrence, wall: datetime | None, zone: str, count: int = UPCOMING) -> list[tuple[datetime, datetime]]:
-    """`count` occurrences from `wall` on (it first), each with its instant."""
-    found = []
-    while wall is not None and len(found) < count:
-        found.append((wall, instant(wall, zone)))
-        wall = following(rule, wall, zone)
+    """`count` occurrences from `wall` on (it first), each with its instant, none at an instant already given."""
+    if wall is None:
+        return []
+    found = [(wall, instant(wall, zone))]
+    for later in rule.walls_after(wall):
+        if len(found) == count:
+            break
+        at = instant(later, zone)
+        if at > found[-1][1]:  # two wall times in a spring gap are one instant
+            found.append((later, at))
     return found
 
 
@@ -333,7 +350,7 @@ def fire(rule: Recurrence, zone: str, due: datetime, now: datetime) -> Firing:
     latest = max(rule.latest(wall_time(now, zone)) or due, due)
     while latest > due and instant(latest, zone) > now:  # a wall time in a spring gap comes later
         latest = max(rule.latest(latest - timedelta(minutes=1)) or due, due)
-    missed = rule.count_between(due, latest)
+    missed = rule.count_between(due, latest) if latest > due else 0
     before = rule.latest(latest - timedelta(minutes=1)) if missed else None
     if before is not None and before >= due and instant(before, zone) == instant(latest, zone):
         missed -= 1  # a wall time in the spring gap is the same instant as this one: sent with it, not missed

@@ -57,6 +57,12 @@ def test_a_check_gives_the_stored_rule_its_first_occurrences_and_what_count_allo
     assert placed["count"] == {"dtstart": "2026-11-01T13:00", "last": "2026-11-04T09:00"}
 
 
+def test_a_rule_that_fires_rarely_is_accepted_when_its_occurrences_are_found_cheaply():
+    placed = evaluation.check(schedule("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO;BYHOUR=9;BYMINUTE=0"), "Europe/Berlin", NOW)
+
+    assert [wall for wall, _ in placed["next"]] == [f"{year}-02-29T09:00" for year in (2044, 2072, 2112, 2140, 2168)]
+
+
 def test_a_chunk_of_due_schedules_is_placed_in_one_bounded_call(monkeypatch):
     calls = []
     run = bounded.run
