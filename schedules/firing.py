@@ -75,7 +75,9 @@ def fire_due(limit: int, now: datetime | None = None) -> int:
     """
     now = now or timezone.now()
     with transaction.atomic():
-        due = list(Schedule.objects.select_for_update(skip_locked=True)
+        # The API key each notification is accepted under comes with its schedule (a query per schedule was
+        # a third of the sweep's time, profiled); only the schedules are locked.
+        due = list(Schedule.objects.select_for_update(skip_locked=True, of=("self",)).select_related("api_key")
                    .filter(state=Schedule.State.ACTIVE, next_run_at__lte=now).order_by("next_run_at")[:limit])
         zones = zones_of(due)
         placed = evaluation.place(due, zones, now) if due else []
