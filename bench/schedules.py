@@ -45,9 +45,9 @@ def main() -> None:
                        "metadata": {}, "batch_key": ""}
             cursor.execute(
                 "INSERT INTO schedules_schedule (id, name, kind, payload, rrule, cron, timezone, starts_at, missed, state, "
-                "next_occurrence, next_run_at, last_occurrence, fired, skipped, created_at, updated_at) "
+                "next_occurrence, next_run_at, upcoming, parked_reason, last_occurrence, fired, skipped, created_at, updated_at) "
                 "SELECT gen_random_uuid(), '', 'notification', %s::jsonb || jsonb_build_object('user_id', 'person-' || n), '', "
-                "%s, 'UTC', now(), 'fire_latest', 'active', %s, %s, '', 0, 0, now(), now() FROM generate_series(1, %s) AS n",
+                "%s, 'UTC', now(), 'fire_latest', 'active', %s, %s, '[]', '', '', 0, 0, now(), now() FROM generate_series(1, %s) AS n",
                 [json.dumps(payload), f"{due.minute} {due.hour} * * *", due.strftime("%Y-%m-%dT%H:%M"), due, COUNT])
         stack.start_worker(pool="threads", queues=[URGENT_QUEUES, BULK_QUEUES])
         with stack.database() as db:

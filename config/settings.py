@@ -303,6 +303,10 @@ HERALD_ESCALATION_CHUNK = env_int("HERALD_ESCALATION_CHUNK", 100)
 HERALD_SCHEDULE_CHUNK = env_int("HERALD_SCHEDULE_CHUNK", 50)
 # A schedule whose missed-occurrence policy is "skip" still sends an occurrence at most this late.
 HERALD_SCHEDULE_GRACE_SECONDS = env_float("HERALD_SCHEDULE_GRACE_SECONDS", 300.0)
+# What one schedule's rule may cost to evaluate in a bounded process (schedules/evaluation.py): a
+# new rule that takes longer to check is refused (400); in the sweep, a rule that takes longer is
+# tried again alone with HERALD_RENDER_TIME_LIMIT_SECONDS, and parked if that is not enough either.
+HERALD_RRULE_TIME_LIMIT_SECONDS = env_float("HERALD_RRULE_TIME_LIMIT_SECONDS", 0.5)
 # A campaign whose fan-out made no progress for this long is restarted by the resume sweep.
 HERALD_FAN_OUT_STALL_SECONDS = env_float("HERALD_FAN_OUT_STALL_SECONDS", 30.0)
 HERALD_WAKE_SECONDS = env_float("HERALD_WAKE_SECONDS", 1.0)
@@ -383,7 +387,7 @@ HERALD_RENDER_MAX_CHARS = env_int("HERALD_RENDER_MAX_CHARS", 262144)
 # schema samples, recurrence rules. A job's input (its JSON) may be at most this large.
 HERALD_BOUNDED_MAX_INPUT_BYTES = env_int("HERALD_BOUNDED_MAX_INPUT_BYTES", 4 * 1024 * 1024)
 # Imported by each bounded process before it says it is ready, so no request pays for them.
-HERALD_BOUNDED_PRELOAD = ["templates_app.content_jobs"]
+HERALD_BOUNDED_PRELOAD = ["templates_app.content_jobs", "schedules.recurrence_jobs"]
 # One web request shares this many seconds among all its bounded work (a version with many
 # contents, a preview, a diff, a schedule's rule): past it, the request is refused with a 4xx.
 HERALD_REQUEST_WORK_BUDGET_SECONDS = env_float("HERALD_REQUEST_WORK_BUDGET_SECONDS", 4.0)

@@ -11,12 +11,12 @@ class ScheduleRunInline(HistoryInline):
 
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "kind", "state", "rrule", "cron", "timezone", "next_run_at", "fired", "skipped"]
+    list_display = ["__str__", "kind", "state", "rrule", "cron", "timezone", "next_run_at", "fired", "skipped", "parked_reason"]
     list_filter = ["state", "kind"]
     search_fields = ["name", "id"]
-    readonly_fields = ["kind", "payload", "next_occurrence", "next_run_at", "last_occurrence", "last_run_at", "fired", "skipped",
-                       "api_key", "created_at", "updated_at"]
-    fields = ["name", "state", "rrule", "cron", "timezone", "starts_at", "ends_at", "missed", *readonly_fields]
+    readonly_fields = ["kind", "payload", "next_occurrence", "next_run_at", "upcoming", "last_occurrence", "last_run_at", "fired",
+                       "skipped", "count_end", "api_key", "created_at", "updated_at"]
+    fields = ["name", "state", "parked_reason", "rrule", "cron", "timezone", "starts_at", "ends_at", "missed", *readonly_fields]
     inlines = [ScheduleRunInline]
 
     def has_add_permission(self, request):

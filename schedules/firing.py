@@ -10,10 +10,15 @@ After downtime, the occurrences missed are not sent one by one: `fire_latest` se
 of them once (however late), `skip` sends it only if it is at most HERALD_SCHEDULE_GRACE_SECONDS
 late. Either way the others are counted as skipped, and the schedule goes on from the next
 occurrence in the future. Resuming a paused schedule skips what fell in the pause.
+
+The chunk's rules are evaluated in bounded processes, all in one call where time allows
+(schedules/evaluation.py). A schedule whose rule cannot be evaluated within the bounds, even
+alone, is parked with the reason (state `parked`, `parked_reason`), and the rest fire as usual.
 """
 
+import json
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -24,7 +29,7 @@ from core.errors import ApiError
 from notifications.accept import find_recipients_and_variants, insert_many_with_outbox, prepare
 from notifications.routing import wake_routing
 from preferences.models import Recipient
-from schedules import recurrence
+from schedules import evaluation, recurrence
 from schedules.models import Schedule, ScheduleRun
 
 log = logging.getLogger(__name__)
@@ -42,54 +47,24 @@ def zone_of(schedule: Schedule, people_zones: dict[str, str] | None = None) -> s
     return people_zones.get(user_id, "UTC")
 
 
-def recurrence_of(schedule: Schedule, zone_name: str) -> recurrence.Recurrence:
-    end = recurrence.wall_time(schedule.ends_at, zone_name) if schedule.ends_at else None
-    return recurrence.Recurrence(schedule.rrule, schedule.cron,
-                                 recurrence.wall_time(schedule.starts_at, zone_name).replace(second=0, microsecond=0), end)
-
-
-def upcoming(schedule: Schedule, count: int) -> list[dict]:
-    """The next `count` occurrences from the next one, with their instants."""
-    if not schedule.next_occurrence:
-        return []
-    zone_name = zone_of(schedule)
-    rule = recurrence_of(schedule, zone_name)
-    wall = recurrence.from_key(schedule.next_occurrence)
-    found = []
-    while wall is not None and len(found) < count:
-        found.append({"occurrence": recurrence.occurrence_key(wall), "at": recurrence.instant(wall, zone_name)})
-        wall = next_after(rule, wall, zone_name)
-    return found
-
-
-def next_after(rule: recurrence.Recurrence, wall: datetime, zone_name: str) -> datetime | None:
-    """The occurrence after `wall` whose instant is later too (two wall times in a spring gap are one instant)."""
-    at = recurrence.instant(wall, zone_name)
-    following = rule.after(wall)
-    while following is not None and recurrence.instant(following, zone_name) <= at:
-        following = rule.after(following)
-    return following
-
-
-def start(schedule: Schedule, now: datetime) -> None:
-    """Set the schedule's first occurrence at or after max(starts_at, now) (on create and on resume)."""
-    zone_name = zone_of(schedule)
-    rule = recurrence_of(schedule, zone_name)
-    after = max(schedule.starts_at, now)
-    wall = rule.after(recurrence.wall_time(after, zone_name) - timedelta(seconds=1))
-    while wall is not None and recurrence.instant(wall, zone_name) < after:
-        wall = rule.after(wall)
-    set_next(schedule, wall, zone_name)
-
-
-def set_next(schedule: Schedule, wall: datetime | None, zone_name: str) -> None:
-    if wall is None:
+def set_upcoming(schedule: Schedule, upcoming: list[list[str]]) -> None:
+    """Store the occurrences from the next one on ([[occurrence, instant]…], as the jobs give them);
+    none left ends an active schedule."""
+    schedule.upcoming = [{"occurrence": wall, "at": at} for wall, at in upcoming]
+    if not upcoming:
         schedule.next_occurrence, schedule.next_run_at = "", None
         if schedule.state == Schedule.State.ACTIVE:
             schedule.state = Schedule.State.ENDED
         return
-    schedule.next_occurrence = recurrence.occurrence_key(wall)
-    schedule.next_run_at = recurrence.instant(wall, zone_name)
+    schedule.next_occurrence = upcoming[0][0]
+    schedule.next_run_at = datetime.fromisoformat(upcoming[0][1])
+
+
+def park(schedule: Schedule, reason: str) -> None:
+    """Stop firing a schedule whose rule could not be evaluated; it says why, and resume tries again."""
+    log.warning("schedule %s parked: %s", schedule.pk, reason)
+    schedule.state, schedule.next_run_at, schedule.upcoming = Schedule.State.PARKED, None, []
+    schedule.parked_reason = f"Its rule could not be evaluated when it came due: {reason}"
 
 
 def fire_due(limit: int, now: datetime | None = None) -> int:
@@ -100,10 +75,13 @@ def fire_due(limit: int, now: datetime | None = None) -> int:
     """
     now = now or timezone.now()
     with transaction.atomic():
-        due = list(Schedule.objects.select_for_update(skip_locked=True)
+        # The API key each notification is accepted under comes with its schedule (a query per schedule was
+        # a third of the sweep's time, profiled); only the schedules are locked.
+        due = list(Schedule.objects.select_for_update(skip_locked=True, of=("self",)).select_related("api_key")
                    .filter(state=Schedule.State.ACTIVE, next_run_at__lte=now).order_by("next_run_at")[:limit])
         zones = zones_of(due)
-        runs = [run for schedule in due if (run := advance(schedule, zones[schedule.pk], now)) is not None]
+        placed = evaluation.place(due, zones, now) if due else []
+        runs = [run for schedule, answer in zip(due, placed) if (run := advance(schedule, answer, now)) is not None]
         send_notifications([run for run in runs if run.schedule.kind == "notification"], now)
         for run in runs:
             if run.schedule.kind == "campaign":
@@ -117,9 +95,11 @@ def fire_due(limit: int, now: datetime | None = None) -> int:
 
 MOVE_SQL = """
 UPDATE schedules_schedule AS s SET next_occurrence = v.next_occurrence, next_run_at = v.next_run_at, state = v.state,
-    skipped = v.skipped, last_occurrence = v.last_occurrence, last_run_at = %s, fired = v.fired, updated_at = %s
-FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::int[], %s::text[], %s::int[])
-    AS v(id, next_occurrence, next_run_at, state, skipped, last_occurrence, fired)
+    skipped = v.skipped, last_occurrence = v.last_occurrence, last_run_at = %s, fired = v.fired, updated_at = %s,
+    upcoming = v.upcoming::jsonb, count_end = v.count_end::jsonb, parked_reason = v.parked_reason
+FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::int[], %s::text[], %s::int[], %s::text[], %s::text[],
+            %s::text[])
+    AS v(id, next_occurrence, next_run_at, state, skipped, last_occurrence, fired, upcoming, count_end, parked_reason)
 WHERE s.id = v.id
 """
 
@@ -131,7 +111,10 @@ def move(schedules: list[Schedule], now: datetime) -> None:
     with connection.cursor() as cursor:
         cursor.execute(MOVE_SQL, [now, now, [s.pk for s in schedules], [s.next_occurrence for s in schedules],
                                   [s.next_run_at for s in schedules], [s.state for s in schedules], [s.skipped for s in schedules],
-                                  [s.last_occurrence for s in schedules], [s.fired for s in schedules]])
+                                  [s.last_occurrence for s in schedules], [s.fired for s in schedules],
+                                  [json.dumps(s.upcoming) for s in schedules],
+                                  [json.dumps(s.count_end) if s.count_end is not None else None for s in schedules],
+                                  [s.parked_reason for s in schedules]])
 
 
 def zones_of(schedules: list[Schedule]) -> dict:
@@ -142,28 +125,23 @@ def zones_of(schedules: list[Schedule]) -> dict:
     return {s.pk: zone_of(s, found) for s in schedules}
 
 
-def advance(schedule: Schedule, zone_name: str, now: datetime) -> ScheduleRun | None:
-    """Move the schedule past its due occurrence (the latest missed one, by its policy): the run to send, or None if skipped."""
+def advance(schedule: Schedule, answer: dict, now: datetime) -> ScheduleRun | None:
+    """Move the schedule past its due occurrence (the latest missed one, by its policy) as its rule's
+    evaluation says (recurrence_jobs.fire): the run to send, or None if skipped, not due yet or parked."""
     schedule.updated_at = now
-    if not schedule.next_occurrence:  # set by hand in the database: start over from now
-        start(schedule, now)
+    if "error" in answer:
+        park(schedule, answer["error"])
         return None
-    rule = recurrence_of(schedule, zone_name)
-    due_wall = recurrence.from_key(schedule.next_occurrence)
-    if recurrence.instant(due_wall, zone_name) > now:
-        # The person moved east to west since next_run_at was set: it comes at that wall time where they are now.
-        schedule.next_run_at = recurrence.instant(due_wall, zone_name)
+    placed = answer["ok"]
+    schedule.count_end = placed["count"]
+    if not schedule.next_occurrence or placed["send"] is None:
+        # Set by hand in the database (started over from now), or a person who moved east to west since
+        # the due time was set: it comes at that wall time where they are now.
+        set_upcoming(schedule, placed["next"])
         return None
-    latest = max(rule.latest(recurrence.wall_time(now, zone_name)) or due_wall, due_wall)
-    while latest > due_wall and recurrence.instant(latest, zone_name) > now:  # a wall time in a spring gap comes later
-        latest = max(rule.latest(latest - timedelta(minutes=1)) or due_wall, due_wall)
-    missed = rule.count_between(due_wall, latest)
-    before = rule.latest(latest - timedelta(minutes=1)) if missed else None
-    if before is not None and before >= due_wall and recurrence.instant(before, zone_name) == recurrence.instant(latest, zone_name):
-        missed -= 1  # a wall time in the spring gap is the same instant as this one: sent with it, not missed
-    due_at = recurrence.instant(latest, zone_name)
-    set_next(schedule, next_after(rule, latest, zone_name), zone_name)
-    schedule.last_occurrence, schedule.last_run_at = recurrence.occurrence_key(latest), now
+    missed, due_at = placed["missed"], datetime.fromisoformat(placed["due_at"])
+    set_upcoming(schedule, placed["next"])
+    schedule.last_occurrence, schedule.last_run_at = placed["send"], now
     late = (now - due_at).total_seconds()
     if schedule.missed == Schedule.Missed.SKIP and late > settings.HERALD_SCHEDULE_GRACE_SECONDS:
         schedule.skipped += missed + 1
@@ -172,7 +150,7 @@ def advance(schedule: Schedule, zone_name: str, now: datetime) -> ScheduleRun | 
     schedule.skipped += missed
     run = ScheduleRun(schedule=schedule, occurrence=schedule.last_occurrence, due_at=due_at, fired_at=now,
                       skipped_before=missed, outcome=ScheduleRun.Outcome.SENT)
-    run.wall = latest
+    run.wall = recurrence.from_key(placed["send"])
     return run
 
 

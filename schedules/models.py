@@ -17,6 +17,7 @@ class Schedule(models.Model):
         PAUSED = "paused"
         CANCELED = "canceled"
         ENDED = "ended"  # no occurrence left before its end
+        PARKED = "parked"  # its rule could not be evaluated when it came due: see parked_reason
 
     class Missed(models.TextChoices):
         FIRE_LATEST = "fire_latest", "fire the latest missed occurrence once"
@@ -38,6 +39,13 @@ class Schedule(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
     next_occurrence = models.CharField(max_length=16, blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # What GET shows, written whenever the schedule moves, so that reading it never expands a rule:
+    # [{"occurrence", "at"}] from the next occurrence on (schedules/recurrence.py UPCOMING of them).
+    upcoming = models.JSONField(default=list, blank=True)
+    # COUNT's walk from the start, done once: {"dtstart": the start counted from, "last": the last
+    # occurrence COUNT allows}; null without COUNT (schedules/recurrence_jobs.py).
+    count_end = models.JSONField(null=True, blank=True)
+    parked_reason = models.TextField(blank=True, help_text="Why the sweep stopped firing it (state parked).")
     last_occurrence = models.CharField(max_length=16, blank=True)
     last_run_at = models.DateTimeField(null=True, blank=True)
     fired = models.PositiveIntegerField(default=0, help_text="Occurrences sent.")

@@ -11,10 +11,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from campaigns import fanout
+from core import bounded
 from core.errors import ApiError
 from core.openapi import error
 from notifications.accept import check_escalation, check_template, find_recipient_and_variants
-from schedules import firing, recurrence
+from schedules import evaluation, firing, recurrence
 from schedules.models import Schedule
 from schedules.serializers import ScheduleRequest, ScheduleView
 
@@ -44,12 +45,14 @@ class ScheduleList(APIView):
 
     @extend_schema(request=ScheduleRequest, responses={
         201: OpenApiResponse(ScheduleView, "Created; its next occurrences are listed."),
-        400: error("Invalid field, a recurrence that does not parse, never fires or fires more than once a minute, "
-                   "an end before the start, an unknown timezone, user or template."),
+        400: error("Invalid field, a recurrence that does not parse, never fires, fires more than once a minute or is "
+                   "too costly to evaluate, an end before the start, an unknown timezone, user or template."),
+        503: error("No process to evaluate the rule could be started, or every slot for heavy requests is taken; retry."),
     })
     def post(self, request):
         """Send a notification or a campaign at each occurrence of an RRULE or cron, in a timezone or each recipient's own."""
-        serializer = ScheduleRequest(data=request.data)
+        now = timezone.now()
+        serializer = ScheduleRequest(data=request.data, context={"now": now})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         kind = "notification" if "notification" in data else "campaign"
@@ -60,14 +63,9 @@ class ScheduleList(APIView):
             timezone=data["timezone"], starts_at=data["starts_at"], ends_at=data.get("ends_at"),
             missed=data["missed_occurrences"], api_key=request.auth,
         )
-        zone_name = firing.zone_of(schedule)
-        end = recurrence.wall_time(schedule.ends_at, zone_name) if schedule.ends_at else None
-        try:
-            recurrence.parse(schedule.rrule, schedule.cron, recurrence.wall_time(schedule.starts_at, zone_name), end)
-        except recurrence.InvalidRecurrence as exc:
-            raise ApiError(400, "invalid_recurrence", str(exc), exc.field) from None
-        schedule.rrule = schedule.rrule.strip().removeprefix("RRULE:")
-        firing.start(schedule, timezone.now())
+        placed = checked(schedule, after=max(schedule.starts_at, now))
+        schedule.rrule, schedule.count_end = placed["rrule"], placed["count"]
+        firing.set_upcoming(schedule, placed["next"])
         if schedule.next_run_at is None:
             raise ApiError(400, "invalid_recurrence", "Never fires after now.", "ends_at" if schedule.ends_at else "starts_at")
         schedule.save()
@@ -75,8 +73,8 @@ class ScheduleList(APIView):
 
     @extend_schema(responses={200: ScheduleView(many=True)})
     def get(self, request):
-        """The 100 most recent schedules (?state=active|paused|canceled|ended to filter)."""
-        schedules = Schedule.objects.order_by("-created_at")
+        """The 100 most recent schedules (?state=active|paused|canceled|ended|parked to filter)."""
+        schedules = Schedule.objects.order_by("-created_at").prefetch_related(ScheduleView.recent_runs_prefetch())
         state = request.query_params.get("state")
         if state:
             if state not in Schedule.State.values:
@@ -94,6 +92,19 @@ class ScheduleDetail(APIView):
         return schedule_response(get_object_or_404(Schedule, pk=schedule_id))
 
 
+def checked(schedule: Schedule, after, since: str = "") -> dict:
+    """The schedule's rule checked and its occurrences from `after` found (evaluation.check), or the 4xx/5xx to answer."""
+    try:
+        return evaluation.check(schedule, firing.zone_of(schedule), after, since)
+    except recurrence.InvalidRecurrence as exc:
+        raise ApiError(400, "invalid_recurrence", str(exc), exc.field) from None
+    except bounded.Busy:
+        raise
+    except bounded.BoundBroken:
+        raise ApiError(503, "unavailable", "The rule cannot be evaluated right now; retry shortly.",
+                       "rrule" if schedule.rrule else "cron") from None
+
+
 def change_state(schedule_id, sources: set[str], target: str, what: str) -> Schedule:
     """Move the schedule (locked, so never while it fires) from one of `sources` to `target`; 409 otherwise."""
     with transaction.atomic():
@@ -102,17 +113,14 @@ def change_state(schedule_id, sources: set[str], target: str, what: str) -> Sche
             raise ApiError(409, "invalid_state", f"A {schedule.state} schedule cannot be {what}.", "state")
         now = timezone.now()
         if target == Schedule.State.ACTIVE:
-            before = schedule.next_occurrence
-            schedule.state = target
-            firing.start(schedule, now)
-            if before and schedule.next_occurrence:
-                zone_name = firing.zone_of(schedule)
-                rule = firing.recurrence_of(schedule, zone_name)
-                schedule.skipped += rule.count_between(recurrence.from_key(before), recurrence.from_key(schedule.next_occurrence))
+            placed = checked(schedule, after=max(schedule.starts_at, now), since=schedule.next_occurrence)
+            schedule.state, schedule.parked_reason, schedule.count_end = target, "", placed["count"]
+            firing.set_upcoming(schedule, placed["next"])
+            schedule.skipped += placed.get("skipped", 0)
         else:
             schedule.state = target
             if target == Schedule.State.CANCELED:
-                schedule.next_run_at, schedule.next_occurrence = None, ""
+                schedule.next_run_at, schedule.next_occurrence, schedule.upcoming = None, "", []
         schedule.save()
     return schedule
 
@@ -129,10 +137,12 @@ class SchedulePause(APIView):
 class ScheduleResume(APIView):
     required_scopes = {"POST": "notifications:write"}
 
-    @extend_schema(request=None, responses={200: ScheduleView, 409: error("Not paused.")})
+    @extend_schema(request=None, responses={200: ScheduleView, 400: error("The rule is refused (again): see the message."),
+                                            409: error("Not paused or parked.")})
     def post(self, request, schedule_id):
-        """Fire again from the next occurrence after now."""
-        return schedule_response(change_state(schedule_id, {Schedule.State.PAUSED}, Schedule.State.ACTIVE, "resumed"))
+        """Fire again from the next occurrence after now (a parked schedule's rule is evaluated again first)."""
+        return schedule_response(change_state(schedule_id, {Schedule.State.PAUSED, Schedule.State.PARKED},
+                                              Schedule.State.ACTIVE, "resumed"))
 
 
 class ScheduleCancel(APIView):
@@ -141,5 +151,5 @@ class ScheduleCancel(APIView):
     @extend_schema(request=None, responses={200: ScheduleView, 409: error("Already canceled or ended.")})
     def post(self, request, schedule_id):
         """Never fire again (what it already sent goes on)."""
-        return schedule_response(change_state(schedule_id, {Schedule.State.ACTIVE, Schedule.State.PAUSED},
+        return schedule_response(change_state(schedule_id, {Schedule.State.ACTIVE, Schedule.State.PAUSED, Schedule.State.PARKED},
                                               Schedule.State.CANCELED, "canceled"))

@@ -219,3 +219,78 @@ def test_an_hourly_half_past_fires_once_per_instant_across_the_spring_gap(api, a
     # 02:30 does not exist that night: it is the same instant as 03:30 CEST, which fires once
     assert [o[-5:] for o, _ in runs] == ["00:30", "01:30", "03:30", "04:30", "05:30"]
     assert Schedule.objects.get(pk=schedule["id"]).skipped == 0
+
+
+def test_count_ends_the_schedule_after_count_occurrences_counting_those_skipped_in_a_pause(api, ada):
+    with time_machine.travel(datetime(2026, 11, 1, 12, tzinfo=UTC), tick=False):
+        schedule = create(api, cron=None, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0;COUNT=4")
+        api.post(f"/api/v1/schedules/{schedule['id']}/pause")
+    with time_machine.travel(datetime(2026, 11, 3, 12, tzinfo=UTC), tick=False):
+        resumed = api.post(f"/api/v1/schedules/{schedule['id']}/resume").json()
+    assert [o["occurrence"] for o in resumed["next_occurrences"]] == ["2026-11-04T09:00", "2026-11-05T09:00"]
+
+    assert sweep_at(datetime(2026, 11, 4, 8, 0, 1, tzinfo=UTC)) == 1
+    assert sweep_at(datetime(2026, 11, 5, 8, 0, 1, tzinfo=UTC)) == 1
+
+    ended = Schedule.objects.get(pk=schedule["id"])
+    assert (ended.state, ended.fired, ended.skipped) == ("ended", 2, 2)
+
+
+def test_each_firing_stores_the_next_five_occurrences_it_shows(api, ada):
+    with time_machine.travel(datetime(2026, 11, 1, 12, tzinfo=UTC), tick=False):
+        schedule = create(api, cron=None, rrule="FREQ=WEEKLY;BYDAY=MO,TH;BYHOUR=9;BYMINUTE=0")
+
+    assert sweep_at(datetime(2026, 11, 2, 8, 0, 1, tzinfo=UTC)) == 1
+
+    shown = api.get(f"/api/v1/schedules/{schedule['id']}").json()["next_occurrences"]
+    assert shown == [{"occurrence": o, "at": at} for o, at in [
+        ("2026-11-05T09:00", "2026-11-05T08:00:00Z"), ("2026-11-09T09:00", "2026-11-09T08:00:00Z"),
+        ("2026-11-12T09:00", "2026-11-12T08:00:00Z"), ("2026-11-16T09:00", "2026-11-16T08:00:00Z"),
+        ("2026-11-19T09:00", "2026-11-19T08:00:00Z")]]
+
+
+def test_a_schedule_whose_rule_cannot_be_evaluated_when_due_is_parked_saying_why_and_the_others_fire(
+        api, ada, settings, admin_client):
+    settings.HERALD_RRULE_TIME_LIMIT_SECONDS = 0.3
+    with time_machine.travel(datetime(2026, 11, 1, 12, tzinfo=UTC), tick=False):
+        fine = [create(api, cron=f"{minute} 9 * * *")["id"] for minute in (0, 1)]
+        costly = create(api)["id"]
+    # a rule that takes the sweep longer than the bounds allow (as one accepted before they existed could)
+    Schedule.objects.filter(pk=costly).update(rrule="FREQ=DAILY;BYHOUR=9;BYSETPOS=2", cron="")
+
+    assert sweep_at(datetime(2026, 11, 2, 8, 2, tzinfo=UTC)) == 3
+
+    parked = api.get(f"/api/v1/schedules/{costly}").json()
+    assert (parked["state"], parked["next_run_at"], parked["next_occurrences"]) == ("parked", None, [])
+    assert parked["parked_reason"].startswith("Its rule could not be evaluated when it came due: This rule is too costly")
+    assert ScheduleRun.objects.filter(schedule_id__in=fine).count() == 2
+    assert not ScheduleRun.objects.filter(schedule_id=costly).exists()
+    assert "too costly" in admin_client.get(f"/admin/schedules/schedule/{costly}/change/").content.decode()
+    assert sweep_at(datetime(2026, 11, 3, 8, 2, tzinfo=UTC)) == 2  # a parked schedule is no longer taken
+
+    with time_machine.travel(datetime(2026, 11, 3, 12, tzinfo=UTC), tick=False):
+        again = api.post(f"/api/v1/schedules/{costly}/resume")
+    assert (again.status_code, again.json()["error"]["field"]) == (400, "rrule")
+    assert Schedule.objects.get(pk=costly).state == "parked"
+
+    Schedule.objects.filter(pk=costly).update(rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")  # as if fixed by hand
+    with time_machine.travel(datetime(2026, 11, 3, 12, tzinfo=UTC), tick=False):
+        resumed = api.post(f"/api/v1/schedules/{costly}/resume").json()
+    assert (resumed["state"], resumed["parked_reason"], resumed["next_occurrence"]) == ("active", "", "2026-11-04T09:00")
+    assert resumed["skipped"] == 2  # 2 and 3 November, not sent while parked
+
+
+def test_the_sweep_asks_one_bounded_process_about_a_whole_chunk(api, ada, monkeypatch):
+    from core import bounded
+
+    with time_machine.travel(datetime(2026, 11, 1, 12, tzinfo=UTC), tick=False):
+        for minute in range(12):
+            create(api, cron=None, rrule=f"FREQ=DAILY;BYHOUR=9;BYMINUTE={minute}")
+    calls = []
+    run = bounded.run
+    monkeypatch.setattr(bounded, "run", lambda job, payload, **kw: calls.append(job) or run(job, payload, **kw))
+
+    assert sweep_at(datetime(2026, 11, 2, 8, 15, tzinfo=UTC)) == 12
+
+    assert calls == ["schedules.recurrence_jobs:place_each"]
+    assert ScheduleRun.objects.count() == 12

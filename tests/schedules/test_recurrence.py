@@ -64,7 +64,7 @@ def test_a_weekly_rrule_with_count():
     ("FREQ=DAILY;INTERVAL=0", "", None, "rrule", "INTERVAL"),
     ("FREQ=MINUTELY;BYMONTH=2;BYMONTHDAY=30", "", None, "rrule", "Never fires"),
     ("FREQ=HOURLY;BYMONTH=2;BYMONTHDAY=30;BYHOUR=1", "", None, "rrule", "Never fires"),
-    ("FREQ=MINUTELY;INTERVAL=2;BYMINUTE=1", "", None, "rrule", "no INTERVAL"),
+    ("FREQ=MINUTELY;INTERVAL=2;BYMINUTE=1", "", None, "rrule", "Never fires"),
     ("FREQ=DAILY;BYHOUR=25", "", None, "rrule", "Does not parse"),
     ("FREQ=DAILY;COUNT=0", "", None, "rrule", "Never fires"),
     ("FREQ=DAILY;UNTIL=20250101T000000", "", None, "rrule", "Never fires"),
