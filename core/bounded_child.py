@@ -16,6 +16,8 @@ import json
 import resource
 import signal
 import sys
+import time
+from contextlib import contextmanager
 
 # What a job may produce: set from the command line, read by jobs that build output.
 limits = {"max_chars": 262144, "seconds": 0.0}
@@ -39,6 +41,33 @@ class TimeLimitReached(BaseException):
 
 def on_alarm(signum, frame):
     raise TimeLimitReached
+
+
+class ShareSpent(Exception):
+    """Raised by `time_share` when its piece of the work ran out of its time."""
+
+
+def seconds_left() -> float:
+    """What remains of the running job's time limit (0 outside a job)."""
+    return signal.getitimer(signal.ITIMER_REAL)[0]
+
+
+@contextmanager
+def time_share(seconds: float | None):
+    """Give the work inside at most `seconds` of the job's time (ShareSpent past it), so that one
+    costly item of a batch does not cost the others their answers; the job keeps what is left."""
+    left = seconds_left()
+    if not seconds or not left or left <= seconds:
+        yield
+        return
+    started = time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except TimeLimitReached:
+        raise ShareSpent(f"took more than {seconds:g} s") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, max(left - (time.monotonic() - started), 0.001))
 
 
 _jobs: dict = {}
@@ -87,6 +116,8 @@ def main(argv: list[str]) -> None:
             answer = handle(json.loads(line))
         except MemoryError:
             answer = {"error": "the request did not fit the memory limit", "bound": "memory", "restart": True}
+        except (ValueError, KeyError, TypeError) as exc:  # not a request this parent would send: say so, go on
+            answer = {"error": f"unreadable request: {exc}"[:500]}
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
         if answer.get("restart"):

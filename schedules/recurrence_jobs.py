@@ -10,12 +10,10 @@ key it is due at) for a firing, or "after" (an instant) to start from. Wall-cloc
 occurrence keys ("2026-11-02T09:00"), instants ISO 8601 in UTC.
 """
 
-import signal
-import time
 from contextlib import contextmanager
 from datetime import datetime
 
-from core.bounded_child import JobFailed, TimeLimitReached
+from core.bounded_child import JobFailed, ShareSpent, seconds_left, time_share
 from schedules import recurrence, rrule_grammar
 from schedules.recurrence import Recurrence
 
@@ -60,11 +58,11 @@ def place_each(payload: dict) -> list[dict]:
     job's own limit) bounds each rule, so one costly rule does not cost the others their answers."""
     now = instant_of(payload["now"])
     seconds = payload.get("seconds_each")
-    if seconds and seconds + MARGIN_SECONDS >= signal.getitimer(signal.ITIMER_REAL)[0]:
+    if seconds and seconds + MARGIN_SECONDS >= seconds_left():
         seconds = None  # no share smaller than the job's own limit: each rule has what is left of it
     answers: list[dict] = []
     for item in payload["schedules"]:
-        left = signal.getitimer(signal.ITIMER_REAL)[0]
+        left = seconds_left()
         if answers and seconds and left and left < seconds + MARGIN_SECONDS:
             break
         try:
@@ -129,19 +127,9 @@ def instant_of(text: str) -> datetime:
 
 @contextmanager
 def at_most(seconds: float | None):
-    """Stop the work inside after `seconds` with RuleTooCostly, unless the job's own limit comes first.
-
-    The bounded process stops a job with an alarm; this sets it sooner for one rule and gives the
-    job back what is left of its own. Outside a bounded process (no alarm set) it does nothing."""
-    left = signal.getitimer(signal.ITIMER_REAL)[0]
-    if not seconds or not left or left <= seconds:
-        yield
-        return
-    started = time.monotonic()
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    """Stop the work inside after `seconds` with RuleTooCostly, unless the job's own limit comes first."""
     try:
-        yield
-    except TimeLimitReached:
-        raise RuleTooCostly(f"finding its occurrences took more than {seconds:g} s") from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, max(left - (time.monotonic() - started), 0.001))
+        with time_share(seconds):
+            yield
+    except ShareSpent as exc:
+        raise RuleTooCostly(f"finding its occurrences {exc}") from None

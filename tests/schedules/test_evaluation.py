@@ -10,7 +10,6 @@ from schedules import evaluation
 from schedules.models import Schedule
 from schedules.recurrence import InvalidRecurrence
 
-
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
 
