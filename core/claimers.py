@@ -40,9 +40,18 @@ def this_process() -> str:
     return _identity[pid]
 
 
+# Since when Redis has been keeping claimer keys. A Redis that restarted without its data (or
+# was flushed) has lost every key at once: until every live process has refreshed its own, a
+# missing key says nothing, and nobody is called dead.
+KEPT_SINCE = "herald:claimers:kept-since"
+
+
 def _beat(claimer: str) -> None:
     try:
-        redis_client.shared().set(_key(claimer), 1, px=int(settings.HERALD_CLAIMER_TTL_SECONDS * 1000))
+        pipe = redis_client.shared().pipeline(transaction=False)
+        pipe.set(_key(claimer), 1, px=int(settings.HERALD_CLAIMER_TTL_SECONDS * 1000))
+        pipe.set(KEPT_SINCE, time.time(), nx=True)
+        pipe.execute()
     except RedisError as exc:
         log.warning("claimers: could not refresh %s: %s", claimer, exc)
 
@@ -54,13 +63,16 @@ def _heartbeat(claimer: str) -> None:
 
 
 def dead_among(claimers: set[str]) -> list[str]:
-    """Those of `claimers` whose process has stopped refreshing its key; none if Redis cannot be read."""
-    named = sorted(c for c in claimers if c)
+    """Those of `claimers` whose process has stopped refreshing its key (never this one); none if
+    Redis cannot be read, or has not been keeping keys long enough to tell."""
+    named = sorted(c for c in claimers if c and c != _identity.get(os.getpid()))
     if not named:
         return []
     try:
-        alive = redis_client.shared().mget([_key(c) for c in named])
+        kept_since, *alive = redis_client.shared().mget([KEPT_SINCE, *(_key(c) for c in named)])
     except RedisError:
+        return []
+    if kept_since is None or time.time() - float(kept_since) < settings.HERALD_CLAIMER_TTL_SECONDS + 2 * settings.HERALD_CLAIMER_INTERVAL_SECONDS:
         return []
     return [claimer for claimer, present in zip(named, alive, strict=True) if present is None]
 
