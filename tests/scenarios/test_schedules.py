@@ -55,15 +55,17 @@ def test_two_beats_and_a_killed_worker_fire_each_occurrence_exactly_once(api, tw
     two_beats.start()
 
     # then each schedule fires the latest missed occurrence once, then the next minute's once
-    wait_for(lambda: ScheduleRun.objects.count() >= 2 * PEOPLE, 150, 0.2, message="two occurrences of every schedule")
-    runs = Counter(ScheduleRun.objects.values_list("schedule_id", flat=True))
-    assert set(runs.values()) == {2}
+    wait_for(lambda: min(Counter(ScheduleRun.objects.values_list("schedule_id", flat=True)).values(), default=0) >= 2
+             and Schedule.objects.count() == len(set(ScheduleRun.objects.values_list("schedule_id", flat=True))),
+             150, 0.2, message="two occurrences of every schedule")
+    Schedule.objects.update(state=Schedule.State.PAUSED)  # a slow machine may reach the next minute: that one is not this test's
     for schedule in Schedule.objects.all():
-        first, second = sorted(schedule.runs.values_list("occurrence", flat=True))
-        assert recurrence.from_key(second) - recurrence.from_key(first) >= timedelta(minutes=1)
-        assert schedule.runs.get(occurrence=first).skipped_before >= 2
+        occurrences = sorted(schedule.runs.values_list("occurrence", flat=True))
+        assert all(recurrence.from_key(b) - recurrence.from_key(a) >= timedelta(minutes=1)
+                   for a, b in zip(occurrences, occurrences[1:]))
+        assert schedule.runs.get(occurrence=occurrences[0]).skipped_before >= 2
     notifications = Notification.objects.filter(schedule_id__isnull=False)
-    assert notifications.count() == 2 * PEOPLE
+    assert notifications.count() == ScheduleRun.objects.count()
     assert {n.idempotency_key for n in notifications} == {
         f"schedule:{run.schedule_id}:{run.occurrence}" for run in ScheduleRun.objects.all()}
     assert set(ScheduleRun.objects.values_list("notification_id", flat=True)) == {n.pk for n in notifications}
@@ -73,7 +75,7 @@ def test_two_beats_and_a_killed_worker_fire_each_occurrence_exactly_once(api, tw
     calls = Counter(request["body"]["To"] for request in providers.requests("twilio"))
     sent = Counter(Delivery.objects.filter(status__in=["sent", "delivered"]).values_list("notification__recipient__phone", flat=True))
     assert calls == sent
-    assert max(calls.values()) == 2
-    assert sum(sent.values()) >= 2 * PEOPLE - 2  # a kill mid-call can lose an answer, never add a message
+    assert max(calls.values()) == max(Counter(ScheduleRun.objects.values_list("schedule_id", flat=True)).values())
+    assert sum(sent.values()) >= ScheduleRun.objects.count() - 2  # a kill mid-call can lose an answer, never add a message
     assert fired_before_the_kill < 2 * PEOPLE
     assert "schedules.tasks.fire_due" in two_beats.second_beat_log.read_text()  # the second beat was sweeping too

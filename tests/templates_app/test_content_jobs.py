@@ -218,7 +218,6 @@ def test_a_template_that_crashes_its_renderer_fails_once_while_the_lane_keeps_de
     assert time.monotonic() - started < 5
     wait_for(lambda: status_of(crashing) == "failed", timeout=15, message="the crashing notification to fail")
     delivery = delivery_of(crashing, "email")
-    print("HIST", delivery.status_history, list(DeliveryAttempt.objects.filter(delivery=delivery).values_list("outcome", "error_code", "error_message")))
     assert (delivery.error_code, delivery.attempts) == ("render_error", 1)
     assert "SIGSEGV" in delivery.error_message
     assert DeadLetter.objects.filter(delivery=delivery).exists()
