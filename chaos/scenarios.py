@@ -142,10 +142,11 @@ def watch_claims(run: Run, claims: list[Claim], until: float) -> dict[str, float
 
 
 def wait_for_claims(run: Run, deadline: float) -> list[Claim]:
-    """The delivery workers' claims, once they hold some (or at the deadline): a kill must catch work in hand."""
+    """The delivery workers' claims, once each holds some (or at the deadline): a kill must catch work in hand."""
     while True:
-        claims = claims_of(run, list(run.herald.worker_pids().values()))
-        if claims or time.time() >= deadline:
+        pids = {str(pid) for pid in run.herald.worker_pids().values()}
+        claims = claims_of(run, [int(pid) for pid in pids])
+        if {claim.pid for claim in claims} >= pids or time.time() >= deadline:
             return claims
         time.sleep(0.1)
 
@@ -155,7 +156,8 @@ def worker_kills(run: Run, rounds: int = 2) -> Scenario:
     move again within 10 s of its worker's restart, by liveness. Two rounds, fewer than the takeovers
     (HERALD_POISON_TAKEOVERS, 3) that would park a message as one that kills its workers."""
     scenario, users = begin(run, "C1", "worker kills (lease 120s)", 60)
-    faults = [run.control.add_fault(provider, latency_ms=300) for provider in ("twilio", "sendgrid")]
+    # Providers answering in 1 s keep about ten deliveries in flight at 10 a second.
+    faults = [run.control.add_fault(provider, latency_ms=1000) for provider in ("twilio", "sendgrid")]
     sender = Pacer(run.api, scenario.key, mixed(users, ("sms", "email")), per_second=10, limit=600)
     try:
         next_kill = scenario.started + 5

@@ -7,11 +7,13 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 import requests
 
-from chaos.stack import Herald
+if TYPE_CHECKING:
+    from chaos.stack import Herald
 
 ANSWER_TIMEOUT_SECONDS = 15  # a request unanswered this long counts as never answered
 BREAKER_KEYS = "herald:breaker:*"  # delivery/breaker.py: one hash per provider, `opened_at` while open
@@ -147,7 +149,7 @@ class ReadyAnswer:
 class ReadyPoller:
     """GET /health/ready twice a second until stopped (at most `limit` seconds)."""
 
-    def __init__(self, herald: Herald, limit: float = 240):
+    def __init__(self, herald: "Herald", limit: float = 240):
         self.answers: list[ReadyAnswer] = []
         self._stop = threading.Event()
 
