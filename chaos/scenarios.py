@@ -303,6 +303,7 @@ def twilio_rate_limit(run: Run, per_second: float = 5, count: int = 800, offered
 
 
 def postgres_outage(run: Run, outage: float = 20) -> Scenario:
+    """PostgreSQL stopped for 20 s (a fast shutdown: every connection cut), then started on the same data."""
     def mend() -> float:
         run.servers.start_postgres()
         return wait_answering(lambda: run.herald.database().close(), psycopg.Error)
