@@ -1,68 +1,32 @@
 """The scenarios, C1-C8. Each creates its own people (user ids starting with its prefix), injects one kind of
-fault, drives traffic through Herald's API, waits for every notification to reach a final state (bounded by
-a deadline) and measures the outcome. Expectations are reported; only report.measure's violations fail."""
+fault, drives traffic through Herald's API, waits for every notification to reach a final state (bounded by a
+deadline), and records a violation for every promise of the README that the fault broke."""
 
 import socket
 import statistics
 import subprocess
-import threading
 import time
-import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import psycopg
+import redis
 import requests
 
 from bench.harness import free_port, percentile
-from chaos.report import Scenario, delivery_of, measure, pending, wait_final
-from chaos.stack import Herald, Servers, SimulatorProcess, herald_env, open_marketing
+from chaos.promises import check_answers, check_outage, describe
+from chaos.report import Scenario, deliveries_of, measure, wait_final
+from chaos.stack import Herald, KilledWorker, Servers, SimulatorProcess, herald_env, open_marketing
+from chaos.traffic import Api, BreakerWatch, Pacer, ReadyPoller, send_all
 
 TYPES = ("security", "marketing")  # critical → urgent lane, low → bulk lane
 RABBITMQ = ("127.0.0.1", 5672)
-
-
-@dataclass(frozen=True)
-class Post:
-    at: float  # epoch seconds when sent
-    status: int  # 0: no answer (timeout, connection refused)
-    seconds: float
-    retry_after: str | None
-
-
-class Api:
-    """Herald's REST API as a client sees it; one HTTP session per thread."""
-
-    def __init__(self, base_url: str, key: str):
-        self.base_url = base_url
-        self.key = key
-        self._local = threading.local()
-
-    def _session(self) -> requests.Session:
-        if not hasattr(self._local, "session"):
-            self._local.session = requests.Session()
-            self._local.session.headers["Authorization"] = f"Bearer {self.key}"
-        return self._local.session
-
-    def create_templates(self) -> None:
-        for template in ({"name": "chaos", "channel": "sms", "body": "{{ text }}"},
-                         {"name": "chaos", "channel": "email", "subject": "Chaos {{ text }}", "body": "{{ text }}"}):
-            self._session().post(f"{self.base_url}/api/v1/templates", json=template, timeout=10).raise_for_status()
-
-    def put_user(self, user_id: str, phone: str) -> None:
-        self._session().put(f"{self.base_url}/api/v1/users/{user_id}", json={"email": f"{user_id}@example.com",
-                            "phone": phone}, timeout=10).raise_for_status()
-
-    def notify(self, user_id: str, kind: str, channel: str, text: str, timeout: float = 10) -> Post:
-        at, started = time.time(), time.monotonic()
-        try:
-            response = self._session().post(f"{self.base_url}/api/v1/notifications", timeout=timeout, json={
-                "user_id": user_id, "type": kind, "template": "chaos", "variables": {"text": text},
-                "channels": [channel], "idempotency_key": str(uuid.uuid4())})
-            status, retry_after = response.status_code, response.headers.get("Retry-After")
-        except requests.RequestException:
-            status, retry_after = 0, None
-        return Post(at, status, time.monotonic() - started, retry_after)
+SETTLE_SECONDS = 90  # after its fault, a scenario's notifications are final by then, or counted lost
+CLAIM_MOVE_SECONDS = 10  # a killed worker's claims move again within this long of its restart
+CLAIM_WATCH_SECONDS = 30  # how long after the restart the harness watches for them
+UNMOVED = float("inf")
 
 
 @dataclass
@@ -101,72 +65,9 @@ def phone_of(key: str, n: int) -> str:
     return f"+1415555{key[1]}{n:03d}"
 
 
-def send_all(run: Run, scenario: Scenario, messages: list[tuple[str, str, str]]) -> list[Post]:
-    """Send (user, type, channel) messages, 8 at a time."""
-    def send(n: int) -> Post:
-        user, kind, channel = messages[n]
-        return run.api.notify(user, kind, channel, f"{scenario.key} message {n} for {user}")
-
-    with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(send, range(len(messages))))
-
-
-class Pacer:
-    """Sends `per_second` notifications (message n is `make(n)`) from a thread pool until stopped, at most
-    `limit`; keeps every answer."""
-
-    def __init__(self, run: Run, scenario: Scenario, make, per_second: float, limit: int, timeout: float = 10):
-        self.posts: list[Post] = []
-        self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(8)
-
-        def send(n: int) -> None:
-            user, kind, channel = make(n)
-            self.posts.append(run.api.notify(user, kind, channel, f"{scenario.key} paced {n} for {user}", timeout))
-
-        def pace() -> None:
-            for n in range(limit):
-                if self._stop.wait(1 / per_second):
-                    return
-                self._pool.submit(send, n)
-
-        self._thread = threading.Thread(target=pace, daemon=True)
-        self._thread.start()
-        self._longest = limit / per_second + 10
-
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
-    def stop(self, drain: bool = False) -> list[Post]:
-        """Stop sending (or, with `drain`, let all `limit` go out first); returns the answers in send order."""
-        if drain:
-            self._thread.join(self._longest)
-        self._stop.set()
-        self._thread.join(5)
-        self._pool.shutdown(wait=True)
-        return sorted(self.posts, key=lambda post: post.at)
-
-
-class ReadyPoller:
-    """GET /health/ready twice a second until stopped (at most `limit` seconds)."""
-
-    def __init__(self, herald: Herald, limit: float = 180):
-        self.answers: list[tuple[float, int, float]] = []  # (epoch, status, seconds)
-        self._stop = threading.Event()
-
-        def poll() -> None:
-            deadline = time.monotonic() + limit
-            while not self._stop.wait(0.5) and time.monotonic() < deadline:
-                at = time.time()
-                self.answers.append((at, *herald.health(timeout=5)))
-
-        self._thread = threading.Thread(target=poll, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> list[tuple[float, int, float]]:
-        self._stop.set()
-        self._thread.join(15)
-        return self.answers
+def mixed(users: list[str], channels: tuple[str, ...]):
+    """Message n of a steady mix: both lanes (security, marketing) on every channel."""
+    return lambda n: (users[n % len(users)], TYPES[n % 2], channels[n // 2 % len(channels)])
 
 
 def sleep_until(moment: float) -> None:
@@ -174,66 +75,147 @@ def sleep_until(moment: float) -> None:
 
 
 def finish(run: Run, scenario: Scenario, deadline: float, connect=None) -> None:
+    """Wait for every notification to be final (or the deadline), then measure and check what any scenario can
+    break: lost or failed messages, duplicates outside the window, and the API's answers."""
     connect = connect or run.herald.database
     wait_final(connect, scenario, deadline)
     measure(connect, run.control, scenario)
+    check_answers(scenario, scenario.posts)
 
 
-def describe_posts(posts: list[Post]) -> str:
-    if not posts:
-        return "no requests"
-    statuses = Counter(post.status for post in posts)
-    times = [post.seconds for post in posts]
-    codes = " ".join(f"{status or 'no answer'}:{n}" for status, n in sorted(statuses.items()))
-    with_retry_after = sum(1 for post in posts if post.status == 503 and post.retry_after)
-    return (f"{codes}; latency p50 {statistics.median(times):.2f}s max {max(times):.2f}s; "
-            f"503s with Retry-After {with_retry_after}/{statuses[503]}")
-
-
-def during(items, start: float, end: float) -> list:
-    return [item for item in items if start <= item[0] <= end]
+def attempt_codes(run: Run, scenario: Scenario, since: float) -> Counter:
+    """"outcome:error_code" (or the outcome alone) of the scenario's attempts started after `since`."""
+    with run.herald.database() as db:
+        rows = db.execute("""SELECT a.outcome, a.error_code FROM delivery_deliveryattempt a
+            WHERE a.delivery_id = ANY(%s::uuid[]) AND a.started_at >= to_timestamp(%s)""",
+                          (list(scenario.figures.deliveries), since)).fetchall()
+    return Counter(f"{outcome or 'running'}:{code}" if code else outcome or "running" for outcome, code in rows)
 
 
 # ---------------------------------------------------------------------------------------------------- C1
 
 
-def worker_kills(run: Run) -> Scenario:
-    scenario, users = begin(run, "C1", "worker kills", 60)
-    faults = [run.control.add_fault(provider, latency_ms=200) for provider in ("twilio", "sendgrid")]
-    channels = ("sms", "sms", "email", "email")
-    # Sent over ~25 s so that every kill lands while deliveries are in flight.
-    sender = Pacer(run, scenario, lambda n: (users[n % len(users)], TYPES[n % 2], channels[n % 4]), per_second=12, limit=300)
+class Claim(NamedTuple):
+    kind: str  # delivery or notification
+    id: str
+    claimed_by: str
+    pid: str
+
+
+CLAIMS_SQL = """
+SELECT 'delivery', id::text, claimed_by, split_part(claimed_by, ':', 2) FROM delivery_delivery
+ WHERE status = 'sending' AND split_part(claimed_by, ':', 2) = ANY(%(pids)s)
+UNION ALL
+SELECT 'notification', id::text, claimed_by, split_part(claimed_by, ':', 2) FROM notifications_notification
+ WHERE status = 'routing' AND split_part(claimed_by, ':', 2) = ANY(%(pids)s)
+"""  # core/liveness.claimer_id: "host:pid:started_ms"
+STILL_HELD_SQL = """
+SELECT id::text FROM delivery_delivery WHERE id = ANY(%(deliveries)s::uuid[]) AND status = 'sending'
+   AND claimed_by = ANY(%(claimers)s)
+UNION ALL
+SELECT id::text FROM notifications_notification WHERE id = ANY(%(notifications)s::uuid[]) AND status = 'routing'
+   AND claimed_by = ANY(%(claimers)s)
+"""
+
+
+def claims_of(run: Run, pids: list[int]) -> list[Claim]:
+    with run.herald.database() as db:
+        return [Claim(*row) for row in db.execute(CLAIMS_SQL, {"pids": [str(pid) for pid in pids]})]
+
+
+def watch_claims(run: Run, claims: list[Claim], until: float) -> dict[str, float]:
+    """When each claim moved (its row left the killed claimer's hands), polled four times a second until all
+    moved or `until`; UNMOVED for the rest."""
+    moved: dict[str, float] = {}
+    query = {"deliveries": [c.id for c in claims if c.kind == "delivery"],
+             "notifications": [c.id for c in claims if c.kind == "notification"],
+             "claimers": sorted({c.claimed_by for c in claims})}
+    while len(moved) < len(claims) and time.time() < until:
+        with run.herald.database() as db:
+            held = {row[0] for row in db.execute(STILL_HELD_SQL, query)}
+        now = time.time()
+        for claim in claims:
+            if claim.id not in held:
+                moved.setdefault(claim.id, now)
+        time.sleep(0.25)
+    return {claim.id: moved.get(claim.id, UNMOVED) for claim in claims}
+
+
+def wait_for_claims(run: Run, deadline: float) -> list[Claim]:
+    """The delivery workers' claims, once each holds some (or at the deadline): a kill must catch work in hand."""
+    while True:
+        pids = {str(pid) for pid in run.herald.worker_pids().values()}
+        claims = claims_of(run, [int(pid) for pid in pids])
+        if {claim.pid for claim in claims} >= pids or time.time() >= deadline:
+            return claims
+        time.sleep(0.1)
+
+
+def worker_kills(run: Run, rounds: int = 2) -> Scenario:
+    """SIGKILL both lane workers while they hold claims, under the production lease (120 s): each claim must
+    move again within 10 s of its worker's restart, by liveness. Two rounds, fewer than the takeovers
+    (HERALD_POISON_TAKEOVERS, 3) that would park a message as one that kills its workers."""
+    scenario, users = begin(run, "C1", "worker kills (lease 120s)", 60)
+    # Providers answering in 1 s keep about ten deliveries in flight at 10 a second.
+    faults = [run.control.add_fault(provider, latency_ms=1000) for provider in ("twilio", "sendgrid")]
+    sender = Pacer(run.api, scenario.key, mixed(users, ("sms", "email")), per_second=10, limit=600)
     try:
-        restored_by = []
-        for round_number, offset in enumerate((3, 9, 15, 21), 1):
-            sleep_until(scenario.started + offset)
-            with run.herald.database() as db:
-                if sender.done() and pending(db, scenario.prefix) == 0:
-                    scenario.notes.append(f"kill {round_number}: skipped, everything was final already")
-                    break
+        next_kill = scenario.started + 5
+        for round_number in range(1, rounds + 1):
+            sleep_until(next_kill)
+            wait_for_claims(run, time.time() + 10)
             killed = run.herald.kill_workers()
-            started = time.monotonic()
+            scenario.fault_started = scenario.fault_started or time.time()
+            claims = claims_of(run, [pid for worker in killed for pid in worker.group])
             how = run.herald.restore_workers(killed)
-            scenario.fault_ended = time.time()
-            scenario.notes.append(f"kill {round_number}: SIGKILL {', '.join(f'{n} {p}' for n, (p, *_) in killed.items())}"
-                                  f"; back in {time.monotonic() - started:.1f}s by {how}")
-            restored_by.append(how)
-        scenario.notes.insert(0, f"API: {describe_posts(sender.stop(drain=True))}")
-        scenario.expect(set(restored_by) <= {"supervisor"}, f"run.py restarts killed workers by itself: "
-                                                            f"{restored_by.count('supervisor')} of {len(restored_by)} kills "
-                                                            f"(otherwise the harness restarted them, see above)")
+            restarted = max(worker.restarted_at or time.time() for worker in killed)
+            moved = watch_claims(run, claims, restarted + CLAIM_WATCH_SECONDS)
+            check_claims_moved(scenario, round_number, killed, claims, moved, how)
+            scenario.fault_ended = restarted
+            next_kill = time.time() + 4
     finally:
-        sender.stop()
+        scenario.posts = sender.stop()
         for fault in faults:
             run.control.remove_fault(fault)
-    finish(run, scenario, (scenario.fault_ended or time.time()) + 60)
+    scenario.notes.insert(0, f"API: {describe(scenario.posts)}")
+    finish(run, scenario, scenario.fault_ended + 120 + 30)  # the lease and a margin: late is not lost
     return scenario
+
+
+def check_claims_moved(scenario: Scenario, round_number: int, killed: list[KilledWorker], claims: list[Claim],
+                       moved: dict[str, float], how: str) -> None:
+    restarted = {str(pid): worker for worker in killed for pid in worker.group}
+    delays = []
+    for claim in claims:
+        worker = restarted[claim.pid]
+        delay = moved[claim.id] - (worker.restarted_at or worker.killed_at)
+        delays.append(delay)
+        if delay > CLAIM_MOVE_SECONDS:
+            scenario.violate(f"a killed worker's claims move within {CLAIM_MOVE_SECONDS} s of its restart",
+                             f"kill {round_number}: {claim.kind} {claim.id} of {worker.name} "
+                             + ("still held" if delay == UNMOVED else f"moved {delay:.1f}s")
+                             + " after the restart")
+    if how != "supervisor":
+        scenario.violate("make run restarts a worker that dies", f"kill {round_number}: the harness had to ({how})")
+    counts = Counter(claim.kind for claim in claims)
+    back = ", ".join(f"{w.name} {w.pid} back in {(w.restarted_at or w.killed_at) - w.killed_at:.1f}s" for w in killed)
+    finite = [delay for delay in delays if delay != UNMOVED]
+    moved_text = (f"moved p50 {statistics.median(finite):.1f}s max {max(finite):.1f}s after the restart"
+                  if finite else "none moved")
+    unmoved = len(delays) - len(finite)
+    scenario.notes.append(f"kill {round_number}: SIGKILL holding {counts['delivery']} deliveries and "
+                          f"{counts['notification']} notifications ({back}, by the {how}); {moved_text}"
+                          + (f"; {unmoved} still held {CLAIM_WATCH_SECONDS}s after it" if unmoved else ""))
+    if not claims:
+        scenario.notes.append(f"kill {round_number}: the workers held no claims, so it proves nothing")
 
 
 # ---------------------------------------------------------------------------------------------------- C2
 
 
 def answer_lost(run: Run) -> Scenario:
+    """The provider takes 10 messages and its answers never come: each is an unknown outcome; an SMS is found
+    through Twilio's message list and not sent again, an email is sent again (the receiver collapses it)."""
     scenario, users = begin(run, "C2", "answer lost", 20)
     lost = [(users[n], TYPES[n >= 3], "sms") for n in range(6)] + [(users[6 + n], TYPES[n >= 2], "email") for n in range(4)]
     normal = [(users[10 + n], TYPES[n % 2], ("sms", "email")[n // 5]) for n in range(10)]
@@ -241,196 +223,253 @@ def answer_lost(run: Run) -> Scenario:
               if channel == "sms" else run.control.add_fault("sendgrid", answer_lost=True, count=1, match=f"{user}@")
               for user, _, channel in lost]
     try:
-        send_all(run, scenario, lost + normal)
+        scenario.fault_started = time.time()
+        scenario.posts = send_all(run.api, scenario.key, lost + normal)
         scenario.fault_ended = time.time()
-        finish(run, scenario, scenario.fault_ended + 60)
+        finish(run, scenario, scenario.fault_ended + SETTLE_SECONDS)
     finally:
         for fault in faults:
             run.control.remove_fault(fault)
 
     figures = scenario.figures
-    lost_deliveries = {}
-    for record in figures["records"]:
-        if record["answer_lost"]:
-            lost_deliveries[delivery_of(record)] = record["provider"]
-    lookups = sum(1 for r in figures["records"] if r["provider"] == "twilio" and r["method"] == "GET")
-    scenario.notes.append(f"answers lost: {len(lost_deliveries)} of {len(lost)} planned; Twilio list API calls: {lookups}")
-    kinds = {user: kind for user, kind, _ in lost}
-    for delivery_id, provider in sorted(lost_deliveries.items(), key=lambda item: item[1]):
-        row = figures["deliveries"].get(delivery_id)
-        if row is not None:
-            scenario.notes.append(f"{provider:<8} {kinds.get(row.user, '?'):<9} {row.status:<9} action={row.action or '-':<22} "
-                                  f"provider accepted it {figures['accepted_calls'][delivery_id]}x "
-                                  f"({figures['calls'][delivery_id]} calls) error={row.error_code or '-'}")
-    twilio_lost = [d for d, provider in lost_deliveries.items() if provider == "twilio"]
-    found = [d for d in twilio_lost if figures["deliveries"][d].action == "found_at_provider"
-             and figures["accepted_calls"][d] == 1 and figures["deliveries"][d].status in ("sent", "delivered", "read")]
-    scenario.expect(len(found) == len(twilio_lost), f"Twilio lost answers found via the list API and not resent: "
-                                                    f"{len(found)}/{len(twilio_lost)}")
-    scenario.expect(figures["unknown"] >= len(lost_deliveries),
-                    f"an unknown-outcome attempt recorded for each lost answer: {figures['unknown']} for {len(lost_deliveries)}")
+    lost_answers = {delivery_id: record["provider"] for record in figures.records if record["answer_lost"]
+                    for delivery_id in deliveries_of(record)}
+    lookups = sum(1 for record in figures.records if record["provider"] == "twilio" and record["method"] == "GET")
+    scenario.notes.append(f"answers lost: {len(lost_answers)} of {len(lost)} planned; Twilio list API calls: {lookups}")
+    for delivery_id, provider in sorted(lost_answers.items(), key=lambda item: item[1]):
+        row = figures.deliveries.get(delivery_id)
+        if row is None:
+            continue
+        taken = figures.takes[delivery_id]
+        scenario.notes.append(f"{provider:<8} {row.status:<9} action={row.action or '-':<22} taken {taken}x "
+                              f"({figures.calls[delivery_id]} calls) error={row.error_code or '-'}")
+        if not figures.unknown[delivery_id]:
+            scenario.violate("a lost answer is recorded as an unknown outcome", f"{provider} delivery {delivery_id}")
+        if provider == "twilio" and (row.action != "found_at_provider" or taken != 1):
+            scenario.violate("an SMS whose answer was lost is found through Twilio's message list, not sent again",
+                             f"delivery {delivery_id}: action {row.action or '-'}, taken {taken}x, {row.status}")
     return scenario
 
 
 # ---------------------------------------------------------------------------------------------------- C3
 
 
-def sendgrid_outage(run: Run, outage: float = 60) -> Scenario:
-    scenario, users = begin(run, "C3", "SendGrid 503 outage", 50)
+def sendgrid_outage(run: Run, outage: float = 45) -> Scenario:
+    """SendGrid answers 503 to everything for 45 s: the emails wait, and all go out once it is back."""
+    scenario, users = begin(run, "C3", f"SendGrid 503 for {outage:.0f}s", 50)
     fault = run.control.add_fault("sendgrid", status=503)
+    scenario.fault_started = time.time()
     try:
-        posts = send_all(run, scenario, [(user, TYPES[n % 2], "email") for n, user in enumerate(users)])
-        scenario.notes.append(f"API: {describe_posts(posts)}")
-        sleep_until(scenario.started + outage)
+        scenario.posts = send_all(run.api, scenario.key, [(user, TYPES[n % 2], "email") for n, user in enumerate(users)])
+        sleep_until(scenario.fault_started + outage)
     finally:
         run.control.remove_fault(fault)
     scenario.fault_ended = time.time()
-    finish(run, scenario, scenario.fault_ended + 45)
-    answered_503 = sum(1 for r in scenario.figures["records"] if r["status"] == 503)
-    scenario.notes.append(f"SendGrid answered 503 {answered_503} times during the {outage:.0f}s outage")
-    scenario.expect(scenario.figures["sent"] == scenario.figures["accepted"],
-                    f"every email sent after the outage: {scenario.figures['sent']}/{scenario.figures['accepted']}")
+    finish(run, scenario, scenario.fault_ended + SETTLE_SECONDS)
+    answered_503 = sum(1 for record in scenario.figures.records if record["status"] == 503)
+    scenario.notes.append(f"API: {describe(scenario.posts)}; SendGrid answered 503 {answered_503} times")
     return scenario
 
 
 # ---------------------------------------------------------------------------------------------------- C4
 
 
-def twilio_rate_limit(run: Run, per_second: float = 5, count: int = 150) -> Scenario:
-    scenario, users = begin(run, "C4", "Twilio rate limit 5/s", 50)
+def twilio_rate_limit(run: Run, per_second: float = 5, count: int = 800, offered: float = 10) -> Scenario:
+    """Twilio allows 5 SMS a second and answers 429 above it; 800 SMS are offered at 10 a second, so most of
+    them must wait (about 160 s in all) and none may fail."""
+    scenario, users = begin(run, "C4", f"{count} SMS, Twilio {per_second:.0f}/s", 50)
     run.control.set_rate_limit("twilio", per_second)
     try:
-        send_all(run, scenario, [(users[n % len(users)], TYPES[n % 2], "sms") for n in range(count)])
-        scenario.fault_ended = scenario.started  # the limit lasts the whole scenario: recovery counts from the start
-        finish(run, scenario, scenario.started + count / per_second + 60)
+        scenario.fault_started = scenario.started
+        sender = Pacer(run.api, scenario.key, mixed(users, ("sms",)), per_second=offered, limit=count)
+        scenario.posts = sender.stop(drain=True)
+        # The limit stays; what is left to recover from is the backlog the last message joined.
+        scenario.fault_ended = scenario.posts[-1].answered_at if scenario.posts else time.time()
+        finish(run, scenario, scenario.started + count / per_second + SETTLE_SECONDS)
     finally:
         run.control.set_rate_limit("twilio", None)
-    records = scenario.figures["records"]
-    taken = sorted(r["time"] for r in records if r["provider"] == "twilio" and r["status"] == 201)
-    refused = sum(1 for r in records if r["provider"] == "twilio" and r["status"] == 429)
+    records = [r for r in scenario.figures.records if r["provider"] == "twilio" and r["method"] == "POST"]
+    taken = sorted(r["time"] for r in records if r["status"] == 201)
+    refused = sum(1 for r in records if r["status"] == 429)
     elapsed = (taken[-1] - scenario.started) if taken else float("nan")
-    scenario.notes.append(f"Twilio answered 429 {refused} times; {len(taken)} SMS taken; first send to last SMS "
-                          f"taken {elapsed:.1f}s (the limit allows {count / per_second:.0f}s at best); Herald's own "
-                          f"HERALD_RATE_LIMITS is not set, so it learns the limit from the 429s")
-    scenario.expect(scenario.figures["sent"] == scenario.figures["accepted"],
-                    f"every SMS sent: {scenario.figures['sent']}/{scenario.figures['accepted']}")
+    scenario.notes.append(f"API: {describe(scenario.posts)}")
+    scenario.notes.append(f"Twilio answered 429 {refused} times; {len(taken)} SMS taken; first send to last SMS taken "
+                          f"{elapsed:.0f}s (the limit allows {count / per_second:.0f}s at best); recovery counts from "
+                          f"the last SMS offered")
     return scenario
 
 
-# ---------------------------------------------------------------------------------------------------- C5
+# ---------------------------------------------------------------------------------------------------- C5, C6
 
 
-def postgres_outage(run: Run, outage: float = 10) -> Scenario:
-    scenario, _ = outage_under_load(run, "C5", "PostgreSQL outage 10s", "PostgreSQL",
-                                    run.servers.stop_postgres, run.servers.start_postgres, outage)
-    return scenario
+def postgres_outage(run: Run, outage: float = 20) -> Scenario:
+    """PostgreSQL stopped for 20 s (a fast shutdown: every connection cut), then started on the same data."""
+    def mend() -> float:
+        run.servers.start_postgres()
+        return wait_answering(lambda: run.herald.database().close(), psycopg.Error)
+
+    return outage_under_load(run, "C5", f"PostgreSQL stopped {outage:.0f}s", "PostgreSQL",
+                             run.servers.stop_postgres, mend, outage)
 
 
-def outage_under_load(run: Run, code: str, title: str, what: str, break_it, mend_it, seconds: float) -> tuple[Scenario, list[Post]]:
-    """Send steadily, break something for `seconds`, mend it, then report how the API and readiness behaved."""
-    scenario, users = begin(run, code, title, 20)
-    poller = ReadyPoller(run.herald)
-    pacer = Pacer(run, scenario, lambda n: (users[n % len(users)], TYPES[n % 2], ("sms", "email")[n // 2 % 2]),
-                  per_second=4, limit=200)
+def redis_stall(run: Run, stall: float = 40) -> Scenario:
+    """Redis frozen (SIGSTOP) for 40 s. Also: the breakers live in Redis, and the connection errors that
+    follow its return are not the providers' failures, so no breaker may open."""
+    client = redis.Redis.from_url(run.herald.env["REDIS_URL"], socket_timeout=1, socket_connect_timeout=1)
+
+    def mend() -> float:
+        run.servers.thaw_redis()
+        return wait_answering(client.ping, redis.RedisError)
+
     try:
-        time.sleep(5)
-        down = time.time()
-        break_it()
-        sleep_until(down + seconds)
+        return outage_under_load(run, "C6", f"Redis SIGSTOP {stall:.0f}s", "Redis", run.servers.freeze_redis, mend, stall)
     finally:
-        mend_it()
-    scenario.fault_ended = time.time()
-    time.sleep(8)
-    posts, answers = pacer.stop(), poller.stop()
-    finish(run, scenario, scenario.fault_ended + 60)
-    report_outage(scenario, posts, answers, down, what)
-    scenario.outage_started = down
-    return scenario, posts
+        client.close()
 
 
-def report_outage(scenario: Scenario, posts: list[Post], answers: list, down: float, what: str) -> None:
-    up = scenario.fault_ended
-    in_outage = [post for post in posts if down <= post.at <= up]
-    after = [post for post in posts if post.at > up]
-    refused_after = [post.at - up for post in after if post.status != 202]
-    scenario.notes.append(f"API during the outage: {describe_posts(in_outage)}")
-    scenario.notes.append(f"API after it: {describe_posts(after)}; last refusal "
-                          f"{f'{max(refused_after):.1f}s' if refused_after else '-'} after {what} was back")
-    ready = during(answers, down, up)
-    ready_codes = " ".join(f"{status or 'no answer'}:{n}" for status, n in sorted(Counter(a[1] for a in ready).items()))
-    slowest = max((a[2] for a in ready), default=float("nan"))
-    scenario.notes.append(f"/health/ready during the outage: {ready_codes or '-'}; slowest {slowest:.2f}s")
-    scenario.expect(bool(ready) and slowest < 2, f"/health/ready answers within 2 s while {what} is away")
-    scenario.expect(all(post.status != 500 and post.status != 0 for post in in_outage),
-                    f"no 500 and no hung request from the API while {what} is away")
-    scenario.expect(bool(after) and all(at < 5 for at in refused_after), f"the API accepts again within 5 s of {what}'s return")
+def wait_answering(probe, errors, timeout: float = 60) -> float:
+    """When `probe` first succeeds: the moment the dependency is back."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            probe()
+            return time.time()
+        except errors:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
 
 
-# ---------------------------------------------------------------------------------------------------- C6
-
-
-def redis_stall(run: Run, stall: float = 15) -> Scenario:
-    scenario, posts = outage_under_load(run, "C6", "Redis SIGSTOP 15s", "Redis",
-                                        run.servers.freeze_redis, run.servers.thaw_redis, stall)
-    down = scenario.outage_started
-    accepted = [post.seconds for post in posts if down <= post.at <= scenario.fault_ended and post.status == 202]
-    scenario.expect(bool(accepted) and max(accepted) < 1.5,
-                    f"accepts within ~1 s while Redis is stalled (slowest {max(accepted, default=float('nan')):.2f}s)")
+def outage_under_load(run: Run, key: str, title: str, what: str, break_it, mend_it, seconds: float) -> Scenario:
+    """Send 4 a second (SMS and email, both lanes) while `what` is away for `seconds`: the API and readiness
+    must answer quickly and honestly throughout, requests succeed again 1 s after it is back, and nothing is
+    lost or failed. Every provider is healthy, so no breaker may open either."""
+    scenario, users = begin(run, key, title, 20)
+    breakers = BreakerWatch(run.herald.env["REDIS_URL"])
+    poller = ReadyPoller(run.herald)
+    sender = Pacer(run.api, scenario.key, mixed(users, ("sms", "email")), per_second=4, limit=400)
+    try:
+        sleep_until(scenario.started + 5)  # some ordinary traffic first
+        scenario.fault_started = time.time()
+        break_it()
+        sleep_until(scenario.fault_started + seconds)
+    finally:
+        scenario.fault_ended = mend_it()
+    sleep_until(scenario.fault_ended + 10)  # and some after
+    scenario.posts, answers = sender.stop(), poller.stop()
+    try:
+        finish(run, scenario, scenario.fault_ended + SETTLE_SECONDS)
+    finally:
+        openings = breakers.stop()
+    check_outage(scenario, what, scenario.fault_started, scenario.fault_ended, answers)
+    check_no_breaker_opened(run, scenario, what, openings, breakers.most_failures)
     return scenario
+
+
+def check_no_breaker_opened(run: Run, scenario: Scenario, what: str, openings: list[tuple[str, float]],
+                            most_failures: dict[str, int]) -> None:
+    promise = f"no provider's breaker opens while only {what} failed"
+    for provider, seen in openings:
+        scenario.violate(promise, f"{provider}'s breaker open, seen {seen - scenario.fault_ended:+.1f}s from {what}'s return")
+    codes = attempt_codes(run, scenario, scenario.fault_started)
+    skipped = sum(n for code, n in codes.items() if code.endswith(":circuit_open"))
+    if skipped and not openings:
+        scenario.violate(promise, f"{skipped} attempts skipped as circuit_open")
+    errors = {code: n for code, n in codes.items() if code != "sent"}
+    scenario.notes.append(f"breakers: {len(openings)} openings, {skipped} attempts skipped as circuit_open; most failures "
+                          f"in a row {most_failures or '-'}; attempts not sent since the outage began: "
+                          f"{' '.join(f'{k} {n}' for k, n in sorted(errors.items())) or '-'}")
 
 
 # ---------------------------------------------------------------------------------------------------- C7
 
 
-def email_timeouts(run: Run, before: float = 12, window: float = 30) -> Scenario:
-    scenario, users = begin(run, "C7", "SendGrid timeouts vs SMS", 40)
-    sms = Pacer(run, scenario, lambda n: (users[n % 30], TYPES[n % 2], "sms"), per_second=3, limit=200)
-    emails = Pacer(run, scenario, lambda n: (users[30 + n % 10], TYPES[n % 2], "email"), per_second=1.5, limit=100)
-    fault = None
+def sendgrid_hang(run: Run, before: float = 15, hang: float = 50) -> Scenario:
+    """SendGrid (answering in 1 s, so about 5 emails are in flight at 5 a second) hangs for 50 s while SMS go
+    out at 3 a second. Only the emails in flight when the hang began may be sent twice, and SMS keep their pace."""
+    scenario, users = begin(run, "C7", f"SendGrid hang {hang:.0f}s vs SMS", 40)
+    latency = run.control.add_fault("sendgrid", latency_ms=1000)
+    sms = Pacer(run.api, scenario.key, lambda n: (users[n % 30], TYPES[n % 2], "sms"), per_second=3, limit=1000)
+    emails = Pacer(run.api, scenario.key, lambda n: (users[30 + n % 10], TYPES[n % 2], "email"), per_second=5, limit=1000)
+    breakers = BreakerWatch(run.herald.env["REDIS_URL"])
+    hung = None
     try:
         sleep_until(scenario.started + before)
-        fault = run.control.add_fault("sendgrid", timeout=True)
-        start = time.time()
-        sleep_until(start + window)
+        scenario.fault_started = time.time()  # a request that arrived before this was in flight when the hang began
+        hung = run.control.add_fault("sendgrid", timeout=True)
+        sleep_until(scenario.fault_started + hang)
     finally:
-        if fault:
-            run.control.remove_fault(fault)
-    scenario.fault_ended = time.time()
-    sms.stop(), emails.stop()
-    finish(run, scenario, scenario.fault_ended + 60)
+        if hung:
+            run.control.remove_fault(hung)
+        scenario.fault_ended = time.time()
+        scenario.posts = sorted(sms.stop() + emails.stop(), key=lambda post: post.at)
+    try:
+        finish(run, scenario, scenario.fault_ended + SETTLE_SECONDS)
+    finally:
+        run.control.remove_fault(latency)
+        openings = breakers.stop()
+    check_hang_resends(scenario)
+    check_sms_pace(run, scenario)
+    codes = attempt_codes(run, scenario, scenario.fault_started)
+    scenario.notes.append(f"SendGrid's breaker opened {len(openings)} times (allowed: SendGrid did fail); attempts "
+                          f"since the hang began: {' '.join(f'{code} {n}' for code, n in sorted(codes.items()))}")
+    return scenario
 
-    taken = [r["time"] for r in scenario.figures["records"] if r["provider"] == "twilio" and r["status"] == 201]
-    rate_before = sum(1 for t in taken if scenario.started + 2 <= t < start) / (start - scenario.started - 2)
-    rate_during = sum(1 for t in taken if start <= t < scenario.fault_ended) / (scenario.fault_ended - start)
+
+def check_hang_resends(scenario: Scenario) -> None:
+    """Each email taken twice or more counts as resent; at most as many as SendGrid had in hand (in flight)
+    when the hang began may be."""
+    figures, start = scenario.figures, scenario.fault_started
+    emails = {d for d, row in figures.deliveries.items() if row.channel == "email"}
+    hung = [r for r in figures.records if r["provider"] == "sendgrid" and r["timed_out"] and r["status"] is None]
+    in_flight = {d for r in hung if r["time"] < start for d in deliveries_of(r)} & emails
+    sent_into_hang = {d for r in hung if r["time"] >= start for d in deliveries_of(r)} & emails
+    resent = {d for d in emails if figures.takes[d] >= 2}
+    scenario.notes.append(f"emails in flight when the hang began: {len(in_flight)}; sent into the hang: "
+                          f"{len(sent_into_hang)} (in {len(hung)} hung requests); resent: {len(resent)}, of which "
+                          f"{len(resent & in_flight)} were in flight at its start")
+    beyond = sorted(resent - in_flight, key=lambda d: -figures.takes[d])
+    for delivery_id in beyond[:max(0, len(resent) - len(in_flight))]:
+        scenario.violate("during a provider hang, only the emails in flight when it began are sent again",
+                         f"email {delivery_id} taken {figures.takes[delivery_id]} times "
+                         f"({len(resent)} resent, {len(in_flight)} in flight at the start)")
+
+
+def check_sms_pace(run: Run, scenario: Scenario) -> None:
+    """README: a slow or hanging provider cannot stop another channel. SMS must go out during the hang at
+    80 % or more of their pace before it."""
+    start, end = scenario.fault_started, scenario.fault_ended
+    taken = [r["time"] for r in scenario.figures.records if r["provider"] == "twilio" and r["status"] == 201]
+    before = sum(1 for t in taken if scenario.started + 2 <= t < start) / max(1.0, start - scenario.started - 2)
+    during = sum(1 for t in taken if start <= t < end) / max(1.0, end - start)
     with run.herald.database() as db:
         rows = db.execute("""SELECT extract(epoch FROM n.created_at), extract(epoch FROM d.sent_at - n.created_at)
             FROM delivery_delivery d JOIN notifications_notification n ON n.id = d.notification_id
             JOIN preferences_recipient r ON r.id = n.recipient_id
             WHERE r.external_id LIKE %s AND d.channel = 'sms' AND d.sent_at IS NOT NULL""", (scenario.prefix + "%",)).fetchall()
     latency_before = [float(s) for t, s in rows if float(t) < start]
-    latency_during = [float(s) for t, s in rows if start <= float(t) < scenario.fault_ended]
-    scenario.notes.append(f"SMS taken by Twilio: {rate_before:.2f}/s before, {rate_during:.2f}/s while SendGrid timed "
-                          f"out (offered 3/s); accept→sent p50/p95 {percentile(latency_before, 50):.1f}/"
-                          f"{percentile(latency_before, 95):.1f}s before, {percentile(latency_during, 50):.1f}/"
-                          f"{percentile(latency_during, 95):.1f}s during")
-    timed_out = sum(1 for r in scenario.figures["records"] if r["provider"] == "sendgrid" and r["timed_out"])
-    scenario.notes.append(f"SendGrid requests that hung: {timed_out}")
-    scenario.expect(rate_during >= 0.8 * rate_before,
-                    f"SMS throughput holds while email times out ({rate_during:.2f}/s vs {rate_before:.2f}/s)")
-    return scenario
+    latency_during = [float(s) for t, s in rows if start <= float(t) < end]
+    scenario.notes.append(f"SMS taken by Twilio: {before:.2f}/s before, {during:.2f}/s during the hang (offered 3/s); "
+                          f"accept→sent p50/p95 {percentile(latency_before, 50):.1f}/{percentile(latency_before, 95):.1f}s "
+                          f"before, {percentile(latency_during, 50):.1f}/{percentile(latency_during, 95):.1f}s during")
+    if during < 0.8 * before:
+        scenario.violate("a hanging provider cannot stop another channel",
+                         f"SMS went out at {during:.2f}/s during the SendGrid hang, {before:.2f}/s before")
 
 
 # ---------------------------------------------------------------------------------------------------- C8
 
 
 def rabbitmq_readiness(run: Run) -> Scenario:
+    """A stack on RabbitMQ instead of Redis as its broker: ready, and delivering. Stops the main stack (two do not
+    fit on two cores), so it runs last."""
     scenario = Scenario("C8", "RabbitMQ broker", "c8-")
     try:
         socket.create_connection(RABBITMQ, timeout=2).close()
     except OSError as error:
         scenario.skipped = f"RabbitMQ is not reachable on {RABBITMQ[0]}:{RABBITMQ[1]} ({error})"
         return scenario
-    run.herald.stop()  # two stacks do not fit on two cores; this is the last scenario
+    run.herald.stop()
     vhost = own_vhost()
     scenario.notes.append(f"broker amqp://guest@127.0.0.1:5672/{vhost} "
                           f"({'a vhost of its own' if vhost != '/' else 'the default vhost: rabbitmqctl unavailable'})")
@@ -440,18 +479,18 @@ def rabbitmq_readiness(run: Run) -> Scenario:
     try:
         herald.start()
         status, seconds = herald.health()
-        scenario.expect(status == 200, f"/health/ready is 200 on RabbitMQ (got {status} in {seconds:.2f}s)")
         if status != 200:
             body = requests.get(herald.base_url + "/health/ready", timeout=10).text
-            scenario.notes.append(f"/health/ready said: {body[:300]}")
+            scenario.violate("/health/ready checks the broker actually configured", f"{status} in {seconds:.2f}s: {body[:300]}")
         stack = Run(run.servers, run.simulator, herald, start_api(herald))
         stack.api.put_user("c8-0", phone_of("C8", 0))
         scenario.since = sum(tally.get("requests", 0) for tally in run.control.stats().values())
         scenario.started = time.time()
-        post = stack.api.notify("c8-0", "security", "sms", "C8 over RabbitMQ")
-        scenario.notes.append(f"API answered {post.status} in {post.seconds:.2f}s")
+        scenario.posts = [stack.api.notify("c8-0", "security", "sms", "C8 over RabbitMQ")]
+        scenario.notes.append(f"/health/ready {status} in {seconds:.2f}s; API: {describe(scenario.posts)}")
         finish(stack, scenario, time.time() + 40)
-        scenario.expect(scenario.figures["sent"] == 1, "one SMS delivered through the RabbitMQ broker")
+        if scenario.figures.sent != 1:
+            scenario.violate("Herald delivers through a RabbitMQ broker", f"{scenario.figures.sent} of 1 SMS sent")
     finally:
         herald.stop()
         if vhost != "/":
@@ -472,4 +511,4 @@ def own_vhost() -> str:
 
 
 SCENARIOS = {"C1": worker_kills, "C2": answer_lost, "C3": sendgrid_outage, "C4": twilio_rate_limit,
-             "C5": postgres_outage, "C6": redis_stall, "C7": email_timeouts, "C8": rabbitmq_readiness}
+             "C5": postgres_outage, "C6": redis_stall, "C7": sendgrid_hang, "C8": rabbitmq_readiness}

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -28,17 +29,22 @@ import services  # noqa: E402  (scripts/services.py: the embedded servers)
 VAR = ROOT / "var" / "chaos"
 PYTHON = sys.executable
 
-# Short clocks so that leases, backoffs and breakers play out within a scenario.
+# Short clocks so that retries, breakers and stall sweeps play out within a scenario. Not the lease: a dead
+# worker's claims must move because it is dead (its liveness key expired), not because a short lease ran out.
 SHORT_CLOCKS = {
     "HERALD_RETRY_BASE_SECONDS": "1",
     "HERALD_RETRY_MAX_SECONDS": "10",
-    "HERALD_DELIVERY_LEASE_SECONDS": "20",
-    "HERALD_ATTEMPT_BUDGET_SECONDS": "12",
     "HERALD_BREAKER_RESET_SECONDS": "10",
-    "HERALD_PROVIDER_TIMEOUT": "3",
     "HERALD_STALL_SECONDS": "30",
-    "HERALD_STALL_SWEEP_INTERVAL": "5",
     "HERALD_OUTBOX_GRACE_SECONDS": "5",
+}
+# Production's, pinned: the lease and the task time limit it covers, the attempt budget inside the lease, and
+# the provider timeout that decides how long a hanging call holds its thread.
+PRODUCTION_CLOCKS = {
+    "HERALD_DELIVERY_LEASE_SECONDS": "120",
+    "HERALD_TASK_TIME_LIMIT": "90",
+    "HERALD_ATTEMPT_BUDGET_SECONDS": "60",
+    "HERALD_PROVIDER_TIMEOUT": "10",
 }
 WORKERS = {"worker-urgent": "urgent@", "worker-bulk": "bulk@"}
 CATEGORY_CACHE_KEY = "herald:1:preferences:categories:v1"  # preferences.store.CATEGORIES_KEY in Django's cache
@@ -134,6 +140,25 @@ class SimulatorProcess:
                 self.process.wait(5)
 
 
+@dataclass
+class KilledWorker:
+    name: str  # worker-urgent or worker-bulk
+    pid: int
+    group: list[int]  # the worker and its children, any of which may have made claims
+    command: list[str]
+    env: dict[str, str]
+    cwd: str
+    killed_at: float = field(default_factory=time.time)
+    restarted_at: float | None = None  # when its replacement process started
+
+
+def _started_at(pid: int | None) -> float | None:
+    try:
+        return psutil.Process(pid).create_time() if pid else None
+    except psutil.Error:
+        return None
+
+
 class Herald:
     """One Herald stack: `scripts/run.py` (web, workers, beat) in a database and Redis db of its own."""
 
@@ -209,38 +234,47 @@ class Herald:
                     found[name] = pid
         return found
 
-    def kill_workers(self) -> dict[str, tuple[int, list[str], dict, str]]:
-        """SIGKILL both delivery workers; returns what is needed to start a replacement by hand."""
-        killed = {}
+    def kill_workers(self) -> list["KilledWorker"]:
+        """SIGKILL both delivery workers, each with its process group; returns what is needed to find their
+        claims and to start a replacement by hand."""
+        killed = []
         for name, pid in self.worker_pids().items():
             try:
                 process = psutil.Process(pid)
-                killed[name] = (pid, process.cmdline(), process.environ(), process.cwd())
+                group = [pid] + [child.pid for child in process.children(recursive=True)]
+                killed.append(KilledWorker(name, pid, group, process.cmdline(), process.environ(), process.cwd()))
             except psutil.Error:
                 continue
             kill_group(pid)
         return killed
 
-    def restore_workers(self, killed: dict, timeout: float = 65) -> str:
-        """Wait for the supervisor to replace killed workers. Returns who brought them back:
-        "supervisor", "harness" (run.py lives but did not restart them: started by hand), or
+    def restore_workers(self, killed: list["KilledWorker"], timeout: float = 65) -> str:
+        """Wait for the supervisor to replace killed workers, noting when each replacement started. Returns who
+        brought them back: "supervisor", "harness" (run.py lives but did not restart them: started by hand), or
         "stack restart" (run.py stopped everything when a child died: the harness ran it again).
         The wait covers run.py's longest backoff (30 s) for each of the two workers in turn."""
         deadline = time.monotonic() + timeout
         while self.alive() and time.monotonic() < deadline:
             current = self.worker_pids()
-            if all(current.get(name) not in (None, pid) for name, (pid, *_) in killed.items()):
+            for worker in killed:
+                if worker.restarted_at is None and current.get(worker.name) not in (None, worker.pid):
+                    worker.restarted_at = _started_at(current[worker.name])
+            if all(worker.restarted_at is not None for worker in killed):
                 return "supervisor"
-            time.sleep(0.2)
+            time.sleep(0.1)
         if not self.alive():
             self.stop()
             self.start()
+            for worker in killed:
+                worker.restarted_at = _started_at(self.worker_pids().get(worker.name))
             return "stack restart"
-        for name, (pid, command, env, cwd) in killed.items():
-            if self.worker_pids().get(name) in (None, pid):
+        for worker in killed:
+            if worker.restarted_at is None:
                 with self.log_path.open("a") as log:
-                    self.own_workers.append(subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                             start_new_session=True))
+                    replacement = subprocess.Popen(worker.command, cwd=worker.cwd, env=worker.env, stdout=log,
+                                                   stderr=subprocess.STDOUT, start_new_session=True)
+                self.own_workers.append(replacement)
+                worker.restarted_at = _started_at(replacement.pid)
         return "harness"
 
     def stop(self) -> None:
@@ -288,7 +322,7 @@ class Herald:
 
 def herald_env(name: str, servers: Servers, simulator: SimulatorProcess, port: int, redis_index: int,
                **extra: str) -> dict[str, str]:
-    """The environment of one stack: its own database and Redis db, the simulator, short clocks."""
+    """The environment of one stack: its own database and Redis db, the simulator, the clocks above."""
     env = {name: value for name, value in os.environ.items() if name not in ("DATABASE_URL", "REDIS_URL")}
     return {
         **env,
@@ -301,6 +335,7 @@ def herald_env(name: str, servers: Servers, simulator: SimulatorProcess, port: i
         "DJANGO_SECRET_KEY": "chaos-only-secret",
         "LOG_LEVEL": "WARNING",
         **SHORT_CLOCKS,
+        **PRODUCTION_CLOCKS,
         **extra,
     }
 

@@ -56,6 +56,17 @@ class FaultBook:
                 return fault
         return None
 
+    def hang_begun(self, provider: str, recipients: list[str], taken: Fault) -> Fault | None:
+        """A lasting `timeout` fault added after `taken` that applies to this request, counted as used: a
+        provider that hangs also stops answering the requests it was already working on."""
+        added_later = list(self._faults.values())
+        added_later = added_later[added_later.index(taken) + 1:] if taken in added_later else added_later
+        for fault in added_later:
+            if fault.timeout and fault.count is None and fault.applies_to(provider, recipients):
+                fault.applied += 1
+                return fault
+        return None
+
     def all(self) -> list[dict]:
         return [fault.as_dict() for fault in self._faults.values()]
 

@@ -47,6 +47,8 @@ class Simulation:
             record["fault"] = fault.id
             if fault.latency_ms:
                 await asyncio.sleep(fault.latency_ms / 1000)
+                fault = self.faults.hang_begun(provider, parsed.recipients, fault) or fault
+                record["fault"] = fault.id
             if fault.timeout:
                 self.recorder.hung(record)
                 await self._hang()

@@ -781,6 +781,24 @@ def test_latency_fault_delays_the_answer_but_still_succeeds(control, sendgrid):
     assert time.monotonic() - started >= 0.3
 
 
+def test_a_lasting_timeout_fault_also_hangs_the_requests_still_waiting_out_a_latency(control, simulator):
+    # given a request in progress, slowed by a latency fault
+    control.add_fault("sendgrid", latency_ms=1000)
+    client = SendGridAPIClient(api_key="SG.simulated-key", host=simulator.http_url)
+    client.client.timeout = 3
+    in_flight = threading.Thread(target=_swallow, args=(lambda: send_mail(client),), daemon=True)
+    in_flight.start()
+    wait_for(lambda: control.requests("sendgrid"), 5, message="the request in progress")
+
+    # when the provider hangs
+    hang = control.add_fault("sendgrid", timeout=True)
+    in_flight.join(5)
+
+    # then the request it was working on is never answered either
+    [recorded] = control.requests("sendgrid")
+    assert recorded["timed_out"] and recorded["status"] is None and recorded["fault"] == hang
+
+
 def test_generated_credentials_have_the_shapes_the_sdks_expect():
     # when
     pem, key_id, team_id = apns_signing_key()
