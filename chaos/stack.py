@@ -333,7 +333,8 @@ def herald_env(name: str, servers: Servers, simulator: SimulatorProcess, port: i
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "HERALD_VAR_DIR": str(VAR / name),
         "DJANGO_SECRET_KEY": "chaos-only-secret",
-        "LOG_LEVEL": "WARNING",
+        # INFO: the harness waits for each worker's "ready." line (python -m config.worker logs at LOG_LEVEL).
+        "LOG_LEVEL": "INFO",
         **SHORT_CLOCKS,
         **PRODUCTION_CLOCKS,
         **extra,
