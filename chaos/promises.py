@@ -31,9 +31,12 @@ def check_answers(scenario: Scenario, posts: list[Post]) -> None:
             scenario.violate(ACCEPT_OR_RETRY, f"{post.status}, {when}")
 
 
-def check_outage(scenario: Scenario, what: str, down: float, up: float, ready: list[ReadyAnswer]) -> None:
+def check_outage(scenario: Scenario, what: str, down: float, up: float, ready: list[ReadyAnswer],
+                 mending: float | None = None) -> None:
     """While `what` is away (from `down` until `up`, when it answers again): the API answers within 2 s and
-    readiness within 1 s, and says not ready; from 1 s after it is back, every request succeeds."""
+    readiness within 1 s, and says not ready until it is being brought back (`mending`); from 1 s after it
+    is back, every request succeeds."""
+    mending = up if mending is None else mending
     posts = scenario.posts
     open_in_outage = [post for post in posts if post.at <= up and post.answered_at >= down]
     for post in open_in_outage:
@@ -47,7 +50,7 @@ def check_outage(scenario: Scenario, what: str, down: float, up: float, ready: l
             scenario.violate(f"/health/ready answers within {READY_LIMIT_SECONDS:.0f} s while {what} is away",
                              f"{answer.status or 'no answer'} after {answer.seconds:.2f}s, {answer.at - down:.1f}s "
                              f"into the outage")
-        elif answer.status == 200 and answer.at >= down + READY_NOTICE_SECONDS:
+        elif answer.status == 200 and down + READY_NOTICE_SECONDS <= answer.at < mending:
             scenario.violate(f"/health/ready is not 200 while {what} is away",
                              f"200 after {answer.seconds:.2f}s, {answer.at - down:.1f}s into the outage")
     after = [post for post in posts if post.at >= up + BACK_GRACE_SECONDS]

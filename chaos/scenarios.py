@@ -354,6 +354,7 @@ def outage_under_load(run: Run, key: str, title: str, what: str, break_it, mend_
         break_it()
         sleep_until(scenario.fault_started + seconds)
     finally:
+        mending = time.time()  # from here it may answer again at any moment, before mend_it() returns
         scenario.fault_ended = mend_it()
     sleep_until(scenario.fault_ended + 10)  # and some after
     scenario.posts, answers = sender.stop(), poller.stop()
@@ -361,7 +362,7 @@ def outage_under_load(run: Run, key: str, title: str, what: str, break_it, mend_
         finish(run, scenario, scenario.fault_ended + SETTLE_SECONDS)
     finally:
         openings = breakers.stop()
-    check_outage(scenario, what, scenario.fault_started, scenario.fault_ended, answers)
+    check_outage(scenario, what, scenario.fault_started, scenario.fault_ended, answers, mending)
     check_no_breaker_opened(run, scenario, what, openings, breakers.most_failures)
     return scenario
 
@@ -384,11 +385,18 @@ def check_no_breaker_opened(run: Run, scenario: Scenario, what: str, openings: l
 # ---------------------------------------------------------------------------------------------------- C7
 
 
+# What the issue's own probe used: a provider answering in 200 ms, so about one email is in flight at 5 a second.
+HANG_LATENCY_MS = 200
+# The issue's target: at most the calls in flight when the hang began are resent, and no more than this.
+HANG_RESENDS_ALLOWED = 5
+
+
 def sendgrid_hang(run: Run, before: float = 15, hang: float = 50) -> Scenario:
-    """SendGrid (answering in 1 s, so about 5 emails are in flight at 5 a second) hangs for 50 s while SMS go
-    out at 3 a second. Only the emails in flight when the hang began may be sent twice, and SMS keep their pace."""
+    """SendGrid (answering in 200 ms) hangs for 50 s under 5 emails a second while SMS go out at 3 a
+    second. At most the emails in flight when the hang began (and no more than 5) may be sent twice, and
+    SMS keep their pace."""
     scenario, users = begin(run, "C7", f"SendGrid hang {hang:.0f}s vs SMS", 40)
-    latency = run.control.add_fault("sendgrid", latency_ms=1000)
+    latency = run.control.add_fault("sendgrid", latency_ms=HANG_LATENCY_MS)
     sms = Pacer(run.api, scenario.key, lambda n: (users[n % 30], TYPES[n % 2], "sms"), per_second=3, limit=1000)
     emails = Pacer(run.api, scenario.key, lambda n: (users[30 + n % 10], TYPES[n % 2], "email"), per_second=5, limit=1000)
     breakers = BreakerWatch(run.herald.env["REDIS_URL"])
@@ -428,9 +436,11 @@ def check_hang_resends(scenario: Scenario) -> None:
     scenario.notes.append(f"emails in flight when the hang began: {len(in_flight)}; sent into the hang: "
                           f"{len(sent_into_hang)} (in {len(hung)} hung requests); resent: {len(resent)}, of which "
                           f"{len(resent & in_flight)} were in flight at its start")
+    allowed = max(len(in_flight), HANG_RESENDS_ALLOWED)
     beyond = sorted(resent - in_flight, key=lambda d: -figures.takes[d])
-    for delivery_id in beyond[:max(0, len(resent) - len(in_flight))]:
-        scenario.violate("during a provider hang, only the emails in flight when it began are sent again",
+    for delivery_id in beyond[:max(0, len(resent) - allowed)]:
+        scenario.violate(f"during a provider hang, at most the emails in flight when it began (and no more than "
+                         f"{HANG_RESENDS_ALLOWED}) are sent again",
                          f"email {delivery_id} taken {figures.takes[delivery_id]} times "
                          f"({len(resent)} resent, {len(in_flight)} in flight at the start)")
 

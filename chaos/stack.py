@@ -44,7 +44,7 @@ PRODUCTION_CLOCKS = {
     "HERALD_DELIVERY_LEASE_SECONDS": "120",
     "HERALD_TASK_TIME_LIMIT": "90",
     "HERALD_ATTEMPT_BUDGET_SECONDS": "60",
-    "HERALD_PROVIDER_TIMEOUT": "10",
+    "HERALD_PROVIDER_TIMEOUT": "5",
 }
 WORKERS = {"worker-urgent": "urgent@", "worker-bulk": "bulk@"}
 CATEGORY_CACHE_KEY = "herald:1:preferences:categories:v1"  # preferences.store.CATEGORIES_KEY in Django's cache

@@ -432,7 +432,7 @@ HERALD_CLAIMER_INTERVAL_SECONDS = env_float("HERALD_CLAIMER_INTERVAL_SECONDS", 1
 HERALD_CLAIMER_TTL_SECONDS = env_float("HERALD_CLAIMER_TTL_SECONDS", 5.0)
 # A delivery or notification taken over this many times in a row from workers that died holding
 # it is parked as failed (`killed_its_worker`) instead of being given to another one.
-HERALD_POISON_TAKEOVERS = env_int("HERALD_POISON_TAKEOVERS", 3)
+HERALD_POISON_TAKEOVERS = env_int("HERALD_POISON_TAKEOVERS", 4)
 # A notification or delivery waiting this long for its queue message is republished.
 HERALD_STALL_SECONDS = env_float("HERALD_STALL_SECONDS", 600.0)
 # A notification relayed this many times without being routed is failed ("routing_kept_failing").
@@ -483,7 +483,7 @@ HERALD_BREAKER_FAILURES = env_int("HERALD_BREAKER_FAILURES", 5)
 HERALD_BREAKER_RESET_SECONDS = env_float("HERALD_BREAKER_RESET_SECONDS", 60.0)
 # A call in flight longer than this many times the provider's recent average (and at least the
 # minimum) holds back new calls until it ends, and opens the breaker if it then fails.
-HERALD_BREAKER_STALL_FACTOR = env_float("HERALD_BREAKER_STALL_FACTOR", 4.0)
+HERALD_BREAKER_STALL_FACTOR = env_float("HERALD_BREAKER_STALL_FACTOR", 3.0)
 HERALD_BREAKER_STALL_MIN_SECONDS = env_float("HERALD_BREAKER_STALL_MIN_SECONDS", 0.5)
 # A provider with a health check that sends nothing (SendGrid) is probed this often while its breaker is open.
 HERALD_BREAKER_PROBE_SECONDS = env_float("HERALD_BREAKER_PROBE_SECONDS", 2.0)

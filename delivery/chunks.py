@@ -96,22 +96,25 @@ def claim_abandoned(channel: str, priorities: list[str], *, least: int, most: in
 
 
 TAKEOVER_MARGIN_SECONDS = 3
-# Rows that died with their worker once are taken over in groups this size; rows that died more
-# than once one at a time, so that a row killing its workers takes no other row down with it.
+# Rows taken over from a dead worker go on as a whole chunk the first time (a kill or a crash
+# elsewhere took them down), in groups of SUSPECT_GROUP the second time, and one at a time after
+# that (one per process at a time): whatever kills its workers is soon alone, and takes no other
+# row with it into HERALD_POISON_TAKEOVERS.
 SUSPECT_GROUP = 10
 _alone = threading.Lock()
 
 
 def take_over_abandoned(channel: str, priorities: list[str], pool: ThreadPoolExecutor) -> int:
-    """Attempt the lane's rows whose worker died: first-time ones in small groups, the others alone
-    (one per process at a time); a row past HERALD_POISON_TAKEOVERS is parked (sending.attempt_claimed)."""
-    ids, claimed_at = claim_abandoned(channel, priorities, least=0, most=0, limit=SUSPECT_GROUP)
-    if ids:
-        attempt_chunk(ids, claimed_at, time.monotonic(), pool)
-    taken = len(ids)
+    """Attempt the lane's rows whose worker died; a row at HERALD_POISON_TAKEOVERS is parked (sending.attempt_claimed)."""
+    taken = 0
+    for least, most, limit in ((0, 0, settings.HERALD_DELIVERY_CHUNK), (1, 1, SUSPECT_GROUP)):
+        ids, claimed_at = claim_abandoned(channel, priorities, least=least, most=most, limit=limit)
+        if ids:
+            attempt_chunk(ids, claimed_at, time.monotonic(), pool)
+        taken += len(ids)
     if _alone.acquire(blocking=False):
         try:
-            ids, claimed_at = claim_abandoned(channel, priorities, least=1, most=32767, limit=1)
+            ids, claimed_at = claim_abandoned(channel, priorities, least=2, most=32767, limit=1)
             for delivery_id in ids:
                 attempt_in_time(delivery_id, claimed_at, time.monotonic())
             taken += len(ids)

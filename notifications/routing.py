@@ -124,30 +124,33 @@ def claim_abandoned(priority: str, *, least: int, most: int, limit: int) -> tupl
         return cursor.fetchall(), now
 
 
-# Notifications that died with their worker once are routed again in groups this size; those that
-# died more than once one at a time, so one that kills its workers takes no other down with it.
+# As for deliveries (delivery/chunks.py): taken over as a whole chunk the first time, in groups of
+# SUSPECT_GROUP the second, one at a time after that, parked at HERALD_POISON_TAKEOVERS.
 SUSPECT_GROUP = 10
 _alone = threading.Lock()
 
 
 def take_over_abandoned(priority: str) -> int:
-    """Route `priority`'s notifications whose worker died; one past HERALD_POISON_TAKEOVERS is parked."""
-    taken = claim_abandoned(priority, least=0, most=0, limit=SUSPECT_GROUP)
+    """Route `priority`'s notifications whose worker died; one at HERALD_POISON_TAKEOVERS is parked."""
+    taken = 0
+    for least, most, limit in ((0, 0, settings.HERALD_ROUTE_CHUNK), (1, 1, SUSPECT_GROUP)):
+        taken += route_taken_over(*claim_abandoned(priority, least=least, most=most, limit=limit))
     if _alone.acquire(blocking=False):
         try:
-            alone = claim_abandoned(priority, least=1, most=32767, limit=1)
+            taken += route_taken_over(*claim_abandoned(priority, least=2, most=32767, limit=1))
         finally:
             _alone.release()
-    else:
-        alone = ([], None)
-    for rows, claimed_at in (taken, alone):
-        poisonous = [pk for pk, takeovers in rows if takeovers >= settings.HERALD_POISON_TAKEOVERS]
-        if poisonous:
-            park(poisonous, claimed_at)
-        routable = [pk for pk, takeovers in rows if takeovers < settings.HERALD_POISON_TAKEOVERS]
-        if routable:
-            route_chunk_or_each(routable, claimed_at)
-    return len(taken[0]) + len(alone[0])
+    return taken
+
+
+def route_taken_over(rows: list[tuple], claimed_at: datetime) -> int:
+    poisonous = [pk for pk, takeovers in rows if takeovers >= settings.HERALD_POISON_TAKEOVERS]
+    if poisonous:
+        park(poisonous, claimed_at)
+    routable = [pk for pk, takeovers in rows if takeovers < settings.HERALD_POISON_TAKEOVERS]
+    if routable:
+        route_chunk_or_each(routable, claimed_at)
+    return len(rows)
 
 
 ABANDONED_PRIORITIES_SQL = """

@@ -119,10 +119,10 @@ def test_a_delivery_that_kills_its_worker_is_parked_and_the_lane_goes_on(api, cr
         wait_for(lambda: all(status_of(n) == "sent" for n in ordinary), 30, message="the ordinary deliveries")
     parked = delivery_of(poison, "sms")
     assert parked.error_code == "killed_its_worker"
-    assert parked.takeovers == 3
+    assert parked.takeovers == 4
     assert DeadLetter.objects.get(delivery=parked).reason == "killed_its_worker"
-    assert len(supervisor.restarts) == 3  # it took three workers down, and no more
+    assert len(supervisor.restarts) == 4  # it took four workers down, and no more
     for notification_id in ordinary:
         delivery = delivery_of(notification_id, "sms")
-        assert delivery.takeovers < 3
+        assert delivery.takeovers < 4
         assert SandboxMessage.objects.filter(delivery=delivery).count() == 1
