@@ -78,6 +78,14 @@ def _serve_metrics(**kwargs) -> None:
     serve_process_metrics()
 
 
+def _serve_beat_metrics(sender, **kwargs) -> None:
+    """A beat of its own serves its metrics; one embedded in a worker (`-B`, a child process) leaves the port to the worker."""
+    import multiprocessing
+
+    if multiprocessing.current_process().name == "MainProcess":
+        _serve_metrics()
+
+
 def _json_logs(logger, **kwargs) -> None:
     from core.logs import use_for_celery
 
@@ -102,7 +110,7 @@ def _beat_ticks(sender, **kwargs) -> None:
 
 
 signals.worker_ready.connect(_serve_metrics, weak=False, dispatch_uid="herald-metrics-worker")
-signals.beat_init.connect(_serve_metrics, weak=False, dispatch_uid="herald-metrics-beat")
+signals.beat_init.connect(_serve_beat_metrics, weak=False, dispatch_uid="herald-metrics-beat")
 signals.beat_init.connect(_beat_ticks, weak=False, dispatch_uid="herald-metrics-beat-ticks")
 signals.after_setup_logger.connect(_json_logs, weak=False, dispatch_uid="herald-json-logs")
 signals.after_setup_task_logger.connect(_json_logs, weak=False, dispatch_uid="herald-json-task-logs")

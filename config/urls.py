@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from analytics import views as analytics
-from config import health, metrics_http
+from config import dashboard, health, metrics_http
 from delivery import views as delivery
 from notifications import views as notifications
 from templates_app import views as templates
@@ -14,6 +14,7 @@ urlpatterns = [
     path("health", health.live),
     path("health/ready", health.ready),
     path("metrics", metrics_http.metrics),
+    path("admin/ops/", admin.site.admin_view(dashboard.ops), name="ops-dashboard"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     path(
