@@ -250,3 +250,53 @@ def test_no_log_line_of_any_process_holds_the_persons_address_phone_or_message(p
 def _no_stray_multiproc_env():
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     yield
+
+
+def test_one_trace_follows_a_notification_from_accept_through_routing_to_its_provider_call(
+        providers, provider_env, workers, person, monkeypatch, tmp_path):
+    # given: a worker exporting spans to a file, and tracing on in this process (the web's side)
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    from rest_framework.test import APIClient
+
+    from core import tracing
+
+    spans_file = tmp_path / "spans.jsonl"
+    workers.use("traced", {**provider_env, "OTEL_TRACES_EXPORTER": "console", "HERALD_TRACES_FILE": str(spans_file),
+                           "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_SERVICE_NAME": "herald-worker"})
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "ENABLED", True)
+    monkeypatch.setattr(tracing, "_tracer", provider.get_tracer("test"))
+    monkeypatch.setattr(tracing, "_propagator", TraceContextTextMapPropagator())
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {ApiKey.issue('traces')[1]}")
+
+    # when
+    with tracing._tracer.start_as_current_span("POST /api/v1/notifications") as request_span:
+        response = client.post("/api/v1/notifications", notification_body(user_id="p1", channels=["sms"]), format="json")
+    assert response.status_code == 202, response.content
+    trace_id = f"0x{request_span.get_span_context().trace_id:032x}"
+
+    # then: the worker's spans of this notification are in the accept's trace
+    def spans_of_trace() -> list[dict]:
+        if not spans_file.exists():
+            return []
+        found = [json.loads(line) for line in spans_file.read_text().splitlines() if line.strip()]
+        return [span for span in found if span["context"]["trace_id"] == trace_id]
+
+    import json
+
+    names = lambda: {span["name"] for span in spans_of_trace()}  # noqa: E731
+    wait_for(lambda: {"herald.route", "herald.provider_call"} <= names(), 40, message="routing and provider spans in the trace")
+    call = next(span for span in spans_of_trace() if span["name"] == "herald.provider_call")
+    wait_for(lambda: any(span["parent_id"] == call["context"]["span_id"] for span in spans_of_trace()), 20,
+             message="the SDK's HTTP request under the provider call")
+    http = [span for span in spans_of_trace() if span["parent_id"] == call["context"]["span_id"]]
+    assert any(span["attributes"].get("http.request.method") == "POST" or span["attributes"].get("http.method") == "POST"
+               for span in http), http
+    notification_id = response.json()["id"]
+    assert any(span["attributes"].get("herald.notification_id") == notification_id for span in spans_of_trace())
