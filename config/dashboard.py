@@ -35,8 +35,8 @@ def line_chart(title: str, hours: list, series: dict[str, list[float | None]], u
     parts = [f'<line x1="{pad}" y1="{height - pad}" x2="{width - legend - pad}" y2="{height - pad}" stroke="#999"/>',
              f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#999"/>',
              f'<text x="2" y="{pad}" font-size="11">{top:.3g}{unit}</text><text x="2" y="{height - pad}" font-size="11">0</text>',
-             f'<text x="{pad}" y="{height - 20}" font-size="11">{hours[0]:%H:%M}</text>',
-             f'<text x="{width - legend - pad - 30}" y="{height - 20}" font-size="11">{hours[-1]:%H:%M} UTC</text>',
+             f'<text x="{pad}" y="{height - 20}" font-size="11">{hours[0]:%m-%d %H:%M}</text>',
+             f'<text x="{width - legend - pad - 70}" y="{height - 20}" font-size="11">{hours[-1]:%m-%d %H:%M} UTC</text>',
              f'<text x="{pad}" y="16" font-size="13" font-weight="bold">{escape(title)}</text>']
     for n, (name, points) in enumerate(sorted(series.items())):
         colour = COLOURS[n % len(COLOURS)]
