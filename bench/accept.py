@@ -26,8 +26,9 @@ def notification(n: int) -> dict:
     return {"user_id": "bench-user", "type": "transaction", "template": "bench", "variables": {"n": n}, "channels": ["email"]}
 
 
-def main() -> None:
-    with Stack(web_workers=2, worker_concurrency=1, start_worker=False) as stack:
+def main(env: dict | None = None) -> tuple[float, float]:
+    """Run the benchmark (with `env` over the stack's); (accept ratio, drain ratio) against their references."""
+    with Stack(env, web_workers=2, worker_concurrency=1, start_worker=False) as stack:
         key = stack.api_key()
         headers = {"Authorization": f"Bearer {key}"}
         import requests
@@ -68,6 +69,7 @@ def main() -> None:
         rate = accepted / seconds
         print(f"one worker process routed and sent {accepted} notifications in {seconds:.1f}s = {rate:.0f}/s "
               f"= {rate / noop_rate:.2f}x the no-op task rate (target >= 1.0); peak RSS {peak / 2**20:.0f} MiB (target < 200)")
+        return herald.per_second / ref_rate, rate / noop_rate
 
 
 if __name__ == "__main__":

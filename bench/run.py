@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["accept.py", "statements.py", "campaign.py", "sends.py", "sms.py", "inbox.py", "digests.py", "schedules.py"]
+BENCHMARKS = ["accept.py", "statements.py", "campaign.py", "sends.py", "sms.py", "inbox.py", "digests.py", "schedules.py",
+              "analytics.py", "metrics_overhead.py"]
 
 if __name__ == "__main__":
     failed = []

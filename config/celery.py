@@ -1,6 +1,6 @@
 import os
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 
 from core import liveness
 
@@ -68,4 +68,49 @@ app = Celery("herald")
 app.steps["worker"].add(NoticeStopRequestsWithinASecond)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.autodiscover_tasks(["config"], related_name="gauges")
 liveness.connect()
+
+
+def _serve_metrics(**kwargs) -> None:
+    from config.metrics_http import serve_process_metrics
+
+    serve_process_metrics()
+
+
+def _serve_beat_metrics(sender, **kwargs) -> None:
+    """A beat of its own serves its metrics; one embedded in a worker (`-B`, a child process) leaves the port to the worker."""
+    import multiprocessing
+
+    if multiprocessing.current_process().name == "MainProcess":
+        _serve_metrics()
+
+
+def _json_logs(logger, **kwargs) -> None:
+    from core.logs import use_for_celery
+
+    use_for_celery(logger)
+
+
+def _beat_ticks(sender, **kwargs) -> None:
+    """herald_beat_last_tick_timestamp_seconds after each of beat's ticks (an alert says when it stops)."""
+    import time
+
+    from core import metrics
+
+    scheduler = sender.scheduler
+    tick = scheduler.tick
+
+    def tick_and_count(*args, **kwargs):
+        interval = tick(*args, **kwargs)
+        metrics.beat_ticked(time.time())
+        return interval
+
+    scheduler.tick = tick_and_count
+
+
+signals.worker_ready.connect(_serve_metrics, weak=False, dispatch_uid="herald-metrics-worker")
+signals.beat_init.connect(_serve_beat_metrics, weak=False, dispatch_uid="herald-metrics-beat")
+signals.beat_init.connect(_beat_ticks, weak=False, dispatch_uid="herald-metrics-beat-ticks")
+signals.after_setup_logger.connect(_json_logs, weak=False, dispatch_uid="herald-json-logs")
+signals.after_setup_task_logger.connect(_json_logs, weak=False, dispatch_uid="herald-json-task-logs")

@@ -6,6 +6,7 @@ WebSockets (the inbox) are served apart by uvicorn with config.asgi.
 """
 
 import os
+import tempfile
 
 # A request waits at most this long for a database connection: with one request per process at a
 # time a connection is always free, so a longer wait only ever means PostgreSQL is away, and the
@@ -29,3 +30,23 @@ preload_app = False
 # gunicorn 27's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl),
 # which a second gunicorn on the machine (make run beside the tests) takes over; Herald uses none.
 control_socket_disable = True
+
+# Metrics (core/metrics.py): every worker writes its values under PROMETHEUS_MULTIPROC_DIR, and
+# /metrics adds them up (config/metrics_http.py). The directory is emptied when gunicorn starts,
+# so values of an earlier run are never added in; a dead worker's gauges are dropped. By default
+# one directory per gunicorn (its master's pid), so two on one machine never share one.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), f"herald-metrics-web-{os.getpid()}"))
+
+
+def on_starting(server) -> None:
+    import shutil
+
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

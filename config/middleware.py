@@ -14,7 +14,7 @@ from core.errors import payload_too_large
 
 
 class HealthChecksForAnyHost:
-    """/health and /health/ready answer whatever the Host header says.
+    """/health, /health/ready and /metrics answer whatever the Host header says.
 
     Container healthchecks and orchestrators call them by 127.0.0.1 or a pod address, which
     DJANGO_ALLOWED_HOSTS need not list (and overriding it broke the compose healthcheck). The
@@ -26,9 +26,9 @@ class HealthChecksForAnyHost:
 
     def __call__(self, request):
         if request.method in ("GET", "HEAD"):
-            from config import health
+            from config import health, metrics_http
 
-            view = {"/health": health.live, "/health/ready": health.ready}.get(request.path_info)
+            view = {"/health": health.live, "/health/ready": health.ready, "/metrics": metrics_http.metrics}.get(request.path_info)
             if view is not None:
                 return view(request)
         return self.get_response(request)

@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "core",
+    "analytics",
     "notifications",
     "preferences",
     "templates_app",
@@ -492,13 +493,29 @@ HERALD_BREAKER_UNSENT_SECONDS = env_float("HERALD_BREAKER_UNSENT_SECONDS", 15.0)
 # Signed provider webhooks older than this are refused as replays.
 HERALD_WEBHOOK_MAX_AGE_SECONDS = env_int("HERALD_WEBHOOK_MAX_AGE_SECONDS", 300)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+# --- Observability (README, "Metrics, traces and logs") ---------------------------------
+# JSON lines with the event's fields and trace ids, no personal data (core/logs.py); "plain" for reading by eye.
+HERALD_LOG_FORMAT = env_str("HERALD_LOG_FORMAT", "json")
+from core.logs import config as logging_config  # noqa: E402
+
+LOGGING = logging_config(env_str("LOG_LEVEL", "INFO"), json=HERALD_LOG_FORMAT == "json")
+# Prometheus metrics (core/metrics.py): recorded unless HERALD_METRICS=0. The web server's /metrics
+# answers only a request carrying this bearer token (404 while it is empty); workers and beat serve
+# theirs on HERALD_METRICS_PORT (0: none), an internal port (config/metrics_http.py).
+HERALD_METRICS = env_bool("HERALD_METRICS", True)
+HERALD_METRICS_TOKEN = env_str("HERALD_METRICS_TOKEN")
+HERALD_METRICS_PORT = env_int("HERALD_METRICS_PORT", 0)
+HERALD_METRICS_ADDR = env_str("HERALD_METRICS_ADDR", "0.0.0.0")
+# Lane depths, oldest due ages, dead letters and breaker states are measured by one collector for
+# the installation this often (config/gauges.py), each query cut off after the timeout.
+HERALD_GAUGES_INTERVAL_SECONDS = env_float("HERALD_GAUGES_INTERVAL_SECONDS", 15.0)
+HERALD_GAUGES_STATEMENT_TIMEOUT_SECONDS = env_float("HERALD_GAUGES_STATEMENT_TIMEOUT_SECONDS", 5.0)
+# Delivery analytics (analytics/): a read covers at most this many days.
+HERALD_ANALYTICS_MAX_DAYS = env_int("HERALD_ANALYTICS_MAX_DAYS", 92)
+CELERY_BEAT_SCHEDULE["collect-installation-gauges"] = {
+    "task": "config.gauges.collect_installation_gauges",
+    "schedule": HERALD_GAUGES_INTERVAL_SECONDS,
+    "options": {"queue": broker_queue("low"), "expires": HERALD_GAUGES_INTERVAL_SECONDS},
 }
 
 # --- In-app inbox (inbox/) ----------------------------------------------------------------

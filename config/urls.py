@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import health
+from analytics import views as analytics
+from config import dashboard, health, metrics_http
 from delivery import views as delivery
 from notifications import views as notifications
 from templates_app import views as templates
@@ -12,6 +13,8 @@ api = "api/v1/"
 urlpatterns = [
     path("health", health.live),
     path("health/ready", health.ready),
+    path("metrics", metrics_http.metrics),
+    path("admin/ops/", admin.site.admin_view(dashboard.ops), name="ops-dashboard"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     path(
@@ -33,6 +36,7 @@ urlpatterns = [
     path(api + "templates/<str:name>/versions", templates.VersionList.as_view()),
     path(api + "templates/<str:name>/versions/<int:number>", templates.VersionDetail.as_view()),
     path(api + "templates/<str:name>/versions/<int:number>/publish", templates.VersionPublish.as_view()),
+    path(api + "analytics/deliveries", analytics.DeliveryAnalytics.as_view()),
     path(api + "notifications", notifications.NotificationCreate.as_view()),
     path(api + "notifications/batch", notifications.NotificationBatch.as_view()),
     path(api + "notifications/<uuid:notification_id>", notifications.NotificationDetail.as_view()),

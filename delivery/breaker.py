@@ -30,7 +30,7 @@ from typing import NamedTuple
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from core import redis_client
+from core import metrics, redis_client
 from core.vocabulary import ErrorCode
 from delivery.providers.base import SendResult
 
@@ -150,8 +150,10 @@ def call_through_breaker(provider_name: str, send, probe=None, watch_stalls: boo
     period = settings.HERALD_BREAKER_PROBE_SECONDS if probe is not None else settings.HERALD_BREAKER_RESET_SECONDS
     allowed, call = _allow(allow, keys, period, watch_stalls)
     if allowed == 0:
+        metrics.breaker_refused(provider_name, "open")
         return Refused(settings.HERALD_BREAKER_RESET_SECONDS, f"{provider_name}'s circuit breaker is open after failures")
     if allowed == -1:
+        metrics.breaker_refused(provider_name, "stalled_call")
         return Refused(settings.HERALD_BREAKER_STALL_MIN_SECONDS, f"a call to {provider_name} is taking far longer than usual")
     started = time.monotonic()
     if allowed == 2 and probe is not None:
@@ -165,6 +167,7 @@ def call_through_breaker(provider_name: str, send, probe=None, watch_stalls: boo
             return Refused(settings.HERALD_BREAKER_STALL_MIN_SECONDS, f"{provider_name} is busy with a slow call")
         started = time.monotonic()
     result = send()
+    metrics.provider_called(provider_name, result.outcome, time.monotonic() - started)
     if _record(record, keys, call, result, started) == "recovered" and on_recovery is not None:
         on_recovery()
     return result

@@ -25,9 +25,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from core import tracing
 from core.states import Status
 from core.vocabulary import Channel, ErrorCode
-from delivery import journal, receipts, signals
+from delivery import accounting, journal, receipts, signals
 from delivery.composing import addresses, build_message, render_content
 from delivery.models import Delivery, DeliveryAttempt
 from delivery.outcomes import expires_at
@@ -150,7 +151,8 @@ def start_wave(wave: list[tuple[str, list]], claimed_at: datetime, pool: ThreadP
         if not ours:  # canceled or taken over since the claim: no call
             slot.release()
             continue
-        future = pool.submit(call_holding_slot, slot, name, [message for _, message in ours], deadline)
+        future = pool.submit(tracing.in_traces([d.notification.traceparent for d, _ in ours], call_holding_slot, provider=name),
+                             slot, name, [message for _, message in ours], deadline)
         started.append((future, [(delivery, attempt_ids[delivery.pk]) for delivery, _ in ours], name))
     return started
 
@@ -243,6 +245,7 @@ def move_sent(sent: list[Answered], claimed_at: datetime) -> set:
                  [a.delivery.template_locale for a in sent], [a.delivery.locale_fallback for a in sent], claimed_at],
             )
             moved = dict(cursor.fetchall())
+        accounting.sent([a.delivery for a in sent if a.delivery.pk in moved], {a.delivery.pk: a.provider for a in sent}, now)
         if moved:
             signals.deliveries_sent.send(sender=Delivery, notification_ids=list(set(moved.values())))
     for a in sent:

@@ -21,7 +21,7 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from core import claimers, wake
+from core import claimers, metrics, wake
 from core.states import Status, move_all
 from delivery import bulk_sending
 from delivery.models import Delivery
@@ -120,6 +120,7 @@ def take_over_abandoned(channel: str, priorities: list[str], pool: ThreadPoolExe
             taken += len(ids)
         finally:
             _alone.release()
+    metrics.taken_over("delivery", metrics.lane_of(channel, priorities[0]), taken)
     return taken
 
 

@@ -14,9 +14,10 @@ from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from core.logs import fields
 from core.states import Status
 from core.vocabulary import WAITING_CODES, Channel, ErrorCode
-from delivery import receipts, signals
+from delivery import accounting, receipts, signals
 from delivery.claims import move
 from delivery.composing import addresses, rendered_fields
 from delivery.models import DeadLetter, Delivery, DeliveryAttempt, Suppression
@@ -56,6 +57,7 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
             )
             if sent:
                 signals.delivery_moved.send(sender=Delivery, notification_id=delivery.notification_id, status=Status.SENT)
+                accounting.sent([delivery], {delivery.pk: provider_name}, now)
         if sent:
             delivery.provider_message_id = result.provider_message_id[:255]
             replay_early_receipts(delivery)
@@ -75,6 +77,7 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
             with transaction.atomic():
                 if fail(delivery, result, provider_name, claim_at, now, reason="retrying"):
                     move(delivery.pk, Status.QUEUED, sources={Status.FAILED}, reason="retry", **later)
+        accounting.put_back(delivery, provider_name, waiting, result.error_code, delay)
     else:
         if result.outcome == Outcome.RETRY:  # gave up: past its time to live or out of attempts
             reason = give_up_reason(result)
@@ -85,6 +88,8 @@ def record_result(delivery: Delivery, result: SendResult, provider_name: str, *,
         # together, so a crash in between cannot leave a failure nobody can requeue.
         with transaction.atomic():
             if fail(delivery, result, provider_name, claim_at, now):
+                accounting.failed(delivery, provider_name, result.error_code,
+                                  None if result.outcome == Outcome.INVALID_RECIPIENT else give_up_reason(result), now)
                 if result.outcome == Outcome.INVALID_RECIPIENT:
                     if delivery.channel != Channel.PUSH:
                         suppress_address(delivery, result)
@@ -173,7 +178,9 @@ def dead_letter(delivery: Delivery, reason: str, result: SendResult) -> None:
             "attempts": delivery.attempts,
         },
     )
-    log.warning("delivery %s dead-lettered: %s (%s)", delivery.pk, reason, result.error_code)
+    log.warning("delivery dead-lettered", extra=fields(event="dead_lettered", delivery_id=delivery.pk,
+                                                      notification_id=delivery.notification_id, reason=reason,
+                                                      error_code=result.error_code))
 
 
 def requeue_dead_letter(dead_letter_id: int) -> bool:

@@ -12,7 +12,7 @@ from functools import cache
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from core import redis_client
+from core import metrics, redis_client
 from core.vocabulary import ErrorCode
 from delivery.providers.base import Outcome
 
@@ -116,9 +116,11 @@ def acquire(provider: str, max_wait: float = 30.0) -> bool:
 def _acquire(provider: str, max_wait: float) -> bool:
     adaptive, paused = _state(provider)
     if paused > max_wait:
+        metrics.rate_limit_refused(provider)
         return False
     if paused:
         time.sleep(paused)
+        metrics.rate_limit_waited(provider, paused)
     rates = [rate for rate in (rate_for(provider), adaptive) if rate]
     if not rates:
         return True
@@ -131,8 +133,10 @@ def _acquire(provider: str, max_wait: float) -> bool:
         if wait <= 0:
             return True
         if time.monotonic() + wait > deadline:
+            metrics.rate_limit_refused(provider)
             return False
         time.sleep(wait)
+        metrics.rate_limit_waited(provider, wait)
 
 
 def observe(provider: str, result) -> None:

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from core import redis_client
 from core.states import Status, transition
-from delivery import signals
+from delivery import accounting, signals
 from delivery.models import Delivery, DeliveryEvent, Suppression
 from delivery.providers import receipts_reader
 from delivery.providers.base import ReceiptEffect
@@ -90,9 +90,12 @@ def apply(stored: DeliveryEvent, effect: ReceiptEffect) -> bool:
                            reason=f"{stored.source}:{stored.event}", at=at, **fields)
         if not moved:
             # Already in that state (a click after an open): still record timestamps seen for the first time.
-            for name in effect.timestamps:
-                Delivery.objects.filter(pk=delivery.pk, status=effect.status, **{f"{name}__isnull": True}).update(**{name: at})
-        elif effect.suppress:
+            first_time = [name for name in effect.timestamps
+                          if Delivery.objects.filter(pk=delivery.pk, status=effect.status, **{f"{name}__isnull": True}).update(**{name: at})]
+            accounting.receipt(delivery, None, first_time, stored.source, at)
+        else:
+            accounting.receipt(delivery, effect.status, list(effect.timestamps), stored.source, at, effect.error_code or "")
+        if moved and effect.suppress:
             suppress_and_fall_back(delivery, effect)
         DeliveryEvent.objects.filter(pk=stored.pk).update(applied=True)
         if moved:

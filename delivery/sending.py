@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from core import metrics, tracing
 from core.states import Status
 from core.vocabulary import Channel, ErrorCode
 from delivery import journal, rate_limit, unknown_outcomes
@@ -75,8 +76,9 @@ def park(delivery: Delivery, claim_at: datetime) -> None:
         finished_at=timezone.now(), outcome=DeliveryAttempt.Outcome.UNKNOWN, error_code=ErrorCode.WORKER_LOST,
         error_message="The worker making this attempt stopped before the provider's answer was recorded.",
     )
-    log.error("delivery %s: parked after %d takeovers in a row from workers that died holding it",
-              delivery.pk, delivery.takeovers)
+    log.error("delivery parked after %d takeovers in a row from workers that died holding it", delivery.takeovers,
+              extra={"event": "delivery_parked", "delivery_id": str(delivery.pk), "notification_id": str(delivery.notification_id)})
+    metrics.parked_rows("delivery")
     record_result(delivery, SendResult.failed(
         ErrorCode.KILLED_ITS_WORKER, f"The workers holding this delivery died {delivery.takeovers + 1} times in a row; "
         "it was parked so that it cannot take more of them down. Requeue it once the cause is fixed."), "", claim_at=claim_at)
@@ -189,6 +191,7 @@ def settle_unknown(delivery: Delivery, unknown: SendResult, provider_name: str, 
         log.exception("delivery %s: could not settle an unknown outcome at %s", delivery.pk, provider_name)
         found, action = unknown_outcomes.decide(message, "", started_at, delivery.notification.type)
     Delivery.objects.filter(pk=delivery.pk).update(unknown_outcome_action=action)
+    metrics.unknown_outcome(delivery.channel, provider_name, action)
     log.warning("delivery %s: outcome at %s unknown (%s); %s", delivery.pk, provider_name, unknown.error_code, action)
     if found is not None:
         return found
@@ -290,7 +293,8 @@ def send_with_failover(
             attempt = start_attempt(delivery.pk, claim_at, name)
             if attempt is None:  # canceled, or taken over, since the claim: no call
                 return SendResult.failed(ErrorCode.CLAIM_LOST, "The delivery was canceled or taken over before its call."), ""
-            result = call_provider(name, message, deadline)
+            with tracing.in_trace("herald.provider_call", delivery.notification.traceparent, provider=name, delivery_id=delivery.pk):
+                result = call_provider(name, message, deadline)
         finally:
             slot.release()
         skipped = result.error_code in SKIPPED_CODES

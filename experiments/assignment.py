@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.utils import timezone
 
+from core import metrics
 from experiments.models import HOLDOUT, Assignment, Experiment, Exposure
 
 BUCKETS = 10_000
@@ -107,6 +108,9 @@ def record_exposures(exposures: list[tuple[ArmChoice, object, int]]) -> None:
                  arm=choice.arm, exposed_at=now)
         for choice, notification_id, recipient_id in exposures
     ], ignore_conflicts=True)
+    held_out = sum(1 for choice, _, _ in exposures if choice.holdout)
+    metrics.exposed(True, held_out)
+    metrics.exposed(False, len(exposures) - held_out)
 
 
 def record_conversion(notification_id, at) -> None:

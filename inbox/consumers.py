@@ -33,6 +33,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import close_old_connections
 
+from core import metrics
 from inbox import items
 from inbox.auth import recipient_for
 from inbox.live import group_name
@@ -157,11 +158,14 @@ class InboxConsumer(AsyncWebsocketConsumer):
         )
         await self.send_frame(frame)
         self.keep_alive_task = asyncio.create_task(self.keep_alive())
+        metrics.inbox_connected(1)
 
     async def disconnect(self, code):
         if self.keep_alive_task:
             self.keep_alive_task.cancel()
         if self.token:
+            if self.keep_alive_task:
+                metrics.inbox_connected(-1)
             async with group_gate():
                 await self.channel_layer.group_discard(self.group, self.channel_name)
 

@@ -9,17 +9,19 @@ row is what says it may still need publishing.
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 
 from django.conf import settings
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from psycopg.errors import ForeignKeyViolation
 
-from core import bulk
+from core import bulk, metrics, tracing
 from core.errors import ApiError
+from core.logs import fields
 from core.states import Status, initial_history
 from notifications import send_time
 from notifications.auth import forget_api_key
@@ -31,6 +33,8 @@ from preferences import store as preference_store
 from preferences.models import Recipient
 from templates_app.models import Template
 from templates_app.variables import variable_errors
+
+log = logging.getLogger("herald.notifications")
 
 
 @dataclass
@@ -47,7 +51,11 @@ def request_hash(payload: dict) -> str:
 def accept_notification(data: dict, *, raw_payload: dict, api_key: ApiKey | None, idempotency_key: str | None) -> Accepted:
     """Validate `data` against the recipient and template, store it, and wake routing."""
     found = find_recipient_and_variants(data["user_id"], data["template"])
-    notification = prepare(data, found, raw_payload=raw_payload, api_key=api_key, idempotency_key=idempotency_key)
+    try:
+        notification = prepare(data, found, raw_payload=raw_payload, api_key=api_key, idempotency_key=idempotency_key)
+    except ApiError:
+        metrics.notification_offered(data.get("priority") or default_priority(data["type"]), "refused")
+        raise
     try:
         inserted = insert_many_with_outbox([notification])
     except IntegrityError as exc:
@@ -55,6 +63,7 @@ def accept_notification(data: dict, *, raw_payload: dict, api_key: ApiKey | None
             raise vanished(data["user_id"], api_key) from None
         raise
     if not inserted:  # only an idempotency key can collide
+        metrics.notification_offered(notification.priority, "idempotent_replay")
         return replay(idempotency_key, notification.request_hash)
     if notification.status == Status.PENDING:
         wake_routing(notification.priority)
@@ -74,6 +83,7 @@ def accept_many(items: list[tuple[dict, dict, str | None]], *, api_key: ApiKey |
         try:
             notification = prepare(data, found, raw_payload=raw, api_key=api_key, idempotency_key=key)
         except ApiError as exc:
+            metrics.notification_offered(data.get("priority") or default_priority(data["type"]), "refused")
             results.append(exc)
         else:
             results.append(Accepted(notification))
@@ -87,6 +97,7 @@ def accept_many(items: list[tuple[dict, dict, str | None]], *, api_key: ApiKey |
     for index, result in enumerate(results):
         if isinstance(result, Accepted) and result.notification.pk not in inserted:
             # Only an idempotency key can collide: answer as a repeated single request would.
+            metrics.notification_offered(result.notification.priority, "idempotent_replay")
             try:
                 results[index] = replay(result.notification.idempotency_key, result.notification.request_hash)
             except ApiError as exc:
@@ -217,6 +228,9 @@ def insert_many_with_outbox(notifications: list[Notification]) -> set:
     """
     if not notifications:
         return set()
+    traceparent = tracing.current_traceparent()  # the request's (or task's) trace goes on with each row
+    for notification in notifications:
+        notification.traceparent = notification.traceparent or traceparent
     columns, select, params = bulk.unnest(Notification, notifications)
     grace = timezone.now() + timedelta(seconds=settings.HERALD_OUTBOX_GRACE_SECONDS)
     sql = (
@@ -227,7 +241,22 @@ def insert_many_with_outbox(notifications: list[Notification]) -> set:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, grace])
-        return {row[0] for row in cursor.fetchall()}
+        inserted = {row[0] for row in cursor.fetchall()}
+    transaction.on_commit(lambda: counted_accepted([n for n in notifications if n.pk in inserted]))
+    return inserted
+
+
+def counted_accepted(notifications: list[Notification]) -> None:
+    """herald_notifications_accepted_total and a log line per notification accepted (after commit)."""
+    by_priority: dict[str, int] = {}
+    for n in notifications:
+        by_priority[n.priority] = by_priority.get(n.priority, 0) + 1
+        log.info("notification accepted", extra=fields(event="notification_accepted", notification_id=n.pk, priority=n.priority,
+                                                        category=n.type, template=n.template_name, status=n.status))
+    for priority, count in by_priority.items():
+        metrics.notification_offered(priority, "accepted", count)
+    if len(notifications) == 1:
+        tracing.annotate(notification_id=notifications[0].pk)
 
 
 def vanished(user_id: str, api_key: ApiKey | None) -> ApiError:

@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core import metrics
 from core.states import Status, initial_history
 from notifications import batching
 from notifications.accept import insert_many_with_outbox
@@ -56,7 +57,14 @@ def close_due(limit: int = 100) -> int:
         Batch.objects.filter(pk__in=[b.pk for b in batches if b.pk not in sent | dropped]).update(
             state=Batch.State.EMPTY, closed_at=now)
         transaction.on_commit(lambda: [wake_routing(priority) for priority in lanes])
+        transaction.on_commit(lambda: count_closed(batches, sent, dropped))
     return len(batches)
+
+
+def count_closed(batches: list[Batch], sent: set, dropped: set) -> None:
+    for batch in batches:
+        kind = "digest" if batch.key.startswith(batching.DIGEST_PREFIX) else "batch"
+        metrics.batch_closed(kind, "closed" if batch.pk in sent else "dropped" if batch.pk in dropped else "empty")
 
 
 def parts_of(items: list[BatchItem]) -> list[list[BatchItem]]:

@@ -20,7 +20,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from core import bulk
+from core import bulk, metrics
 from core.publishing import publish
 from core.states import Status
 from delivery.claims import cancel_unstarted
@@ -200,6 +200,8 @@ def finish(outcomes: list[tuple], now: datetime) -> None:
     """Write each (step, state, reason, detail) in one statement."""
     if not outcomes:
         return
+    for _, state, _, _ in outcomes:
+        metrics.escalation_step(state)
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE notifications_workflowstep AS s SET state = v.state, reason = v.reason, detail = v.detail::jsonb, finished_at = %s "

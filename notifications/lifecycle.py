@@ -1,6 +1,7 @@
 """The notification's overall status, rolled up from its deliveries as they move."""
 
 from core.states import Status, move_all, transition
+from delivery import accounting
 from delivery.models import Delivery
 from notifications.models import Notification, WorkflowStep
 from notifications.states import NOTIFICATION_TRANSITIONS
@@ -57,3 +58,11 @@ def on_deliveries_sent(sender, notification_ids, **kwargs) -> None:
     """A chunk's deliveries were sent: their notifications move forward to sent, in one statement."""
     move_all(Notification.objects.filter(pk__in=notification_ids), NOTIFICATION_TRANSITIONS, Status.SENT,
              sources={Status.SENDING})
+
+
+def count_conversion(notification_id, at) -> None:
+    """A conversion counts for the delivery the person most likely acted on: the one sent last (none: not counted)."""
+    delivery = (Delivery.objects.select_related("notification").filter(notification_id=notification_id, sent_at__isnull=False)
+                .order_by("-sent_at").first())
+    if delivery is not None:
+        accounting.converted(delivery, at)

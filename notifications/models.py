@@ -51,6 +51,9 @@ class Notification(models.Model):
     escalation = models.JSONField(null=True, blank=True)
     # The schedule and occurrence that created it, if any (schedules/ sits above this app).
     schedule_id = models.UUIDField(null=True, blank=True, editable=False)
+    # The W3C trace context of the request that accepted it (core/tracing.py; "" with tracing off):
+    # queue messages carry no rows, so routing and sending find the notification's trace here.
+    traceparent = models.CharField(max_length=55, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [
@@ -100,6 +103,7 @@ SCOPES = (
     "users:write",
     "templates:read",
     "templates:write",
+    "analytics:read",
 )
 
 

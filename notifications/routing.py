@@ -14,7 +14,8 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from core import bulk, claimers, wake
+from core import bulk, claimers, metrics, tracing, wake
+from core.logs import fields
 from core.queues import routing_queue
 from core.states import Status, move_all, transition
 from core.vocabulary import Channel
@@ -140,6 +141,7 @@ def take_over_abandoned(priority: str) -> int:
             taken += route_taken_over(*claim_abandoned(priority, least=2, most=32767, limit=1))
         finally:
             _alone.release()
+    metrics.taken_over("notification", priority, taken)
     return taken
 
 
@@ -181,6 +183,7 @@ def park(notification_ids: list, claimed_at: datetime) -> None:
                          NOTIFICATION_TRANSITIONS, Status.FAILED, sources={Status.ROUTING}, reason="killed_its_worker")
         if moved:
             Outbox.objects.filter(notification_id__in=notification_ids).delete()
+    metrics.parked_rows("notification", moved)
 
 
 def wake_routing(priority: str) -> bool:
@@ -280,6 +283,7 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
     notifications = list(with_people(
         Notification.objects.filter(pk__in=notification_ids, status=Status.ROUTING, status_changed_at=claimed_at))
     )
+    started_ns = tracing.now_ns()
     now = timezone.now()
     held: set = set()
     # One read of the chunk's preferences serves both the batching rules and the routing decisions.
@@ -308,7 +312,23 @@ def route_chunk(notification_ids: list, claimed_at: datetime) -> set:
         Outbox.objects.filter(notification_id__in=moved).delete()
         lanes = {(d.channel, d.priority) for pk in moved for d in planned[pk][0] if d.held_until is None}
         transaction.on_commit(lambda: [wake_deliveries(channel, priority) for channel, priority in lanes])
+    routed(notifications, planned, moved, started_ns)
     return moved | held
+
+
+def routed(notifications: list[Notification], planned: dict, moved: set, started_ns: int) -> None:
+    """A log line and a span (under the notification's own trace) for each notification routed."""
+    items = []
+    for n in notifications:
+        if n.pk not in moved:
+            continue
+        deliveries, skipped = planned[n.pk]
+        channels = ",".join(sorted(d.channel for d in deliveries))
+        log.info("notification routed", extra=fields(
+            event="notification_routed", notification_id=n.pk, priority=n.priority, lane=n.priority, channels=channels,
+            skipped=",".join(sorted(f"{s['channel']}:{s['reason']}" for s in skipped))))
+        items.append((n.traceparent, {"notification_id": n.pk, "channels": channels, "priority": n.priority}))
+    tracing.record_each("herald.route", items, started_ns)
 
 
 # Set by admin's "send a test" (notifications/apps.py): the version to render instead of the current one.

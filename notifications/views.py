@@ -30,6 +30,7 @@ from delivery.models import Delivery
 from experiments import assignment as experiment_arms
 from notifications import routing
 from notifications.accept import accept_many, accept_notification
+from notifications.lifecycle import count_conversion
 from notifications.models import Notification
 from notifications.serializers import AcceptedNotification, NotificationRequest, NotificationSummary, NotificationView
 from preferences.models import Recipient
@@ -262,6 +263,8 @@ class NotificationEvents(APIView):
             at = data.get("occurred_at") or timezone.now()
             new = bool(Notification.objects.filter(pk=notification.pk, converted_at__isnull=True).update(converted_at=at))
             experiment_arms.record_conversion(notification.pk, at)
+            if new:
+                count_conversion(notification.pk, at)
             notification.refresh_from_db(fields=["status"])
             return Response({"delivery": None, "channel": None, "status": notification.status, "new": new}, status=202)
         deliveries = Delivery.objects.filter(notification=notification)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from core import metrics
 from preferences import caps, store
 from preferences.models import Recipient
 from preferences.quiet_hours import InvalidQuietHours, quiet_until, zone
@@ -65,6 +66,8 @@ def decide(
     )
     if outcome == caps.ADMITTED:
         return decisions
+    if outcome == caps.DUPLICATE:
+        metrics.notification_offered(priority, "deduplicated")
     return [
         ChannelDecision(d.channel, SUPPRESS, outcome) if d.action in (SEND, HOLD) else d for d in decisions
     ]

@@ -5,6 +5,7 @@ from django.core import signing
 from django.urls import reverse
 from django.utils import timezone
 
+from analytics import rollups
 from preferences import store
 from preferences.models import Preferences, Recipient
 
@@ -58,4 +59,6 @@ def unsubscribe(recipient: Recipient, category: str) -> bool:
         return True
 
     store.update_choices(recipient, None, turn_off)
+    if changed:  # the link names the person and category, not the message: counted for the category's email
+        rollups.count([(rollups.Group("email", category=category), "unsubscribed", None)], timezone.now())
     return changed

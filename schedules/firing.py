@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns import fanout
+from core import metrics
 from core.errors import ApiError
 from notifications.accept import find_recipients_and_variants, insert_many_with_outbox, prepare
 from notifications.routing import wake_routing
@@ -131,6 +132,7 @@ def advance(schedule: Schedule, answer: dict, now: datetime) -> ScheduleRun | No
     schedule.updated_at = now
     if "error" in answer:
         park(schedule, answer["error"])
+        metrics.schedule_fired("parked")
         return None
     placed = answer["ok"]
     schedule.count_end = placed["count"]
@@ -146,11 +148,13 @@ def advance(schedule: Schedule, answer: dict, now: datetime) -> ScheduleRun | No
     if schedule.missed == Schedule.Missed.SKIP and late > settings.HERALD_SCHEDULE_GRACE_SECONDS:
         schedule.skipped += missed + 1
         log.info("schedule %s: occurrence %s is %.0f s late; skipped", schedule.pk, schedule.last_occurrence, late)
+        metrics.schedule_fired("skipped", late)
         return None
     schedule.skipped += missed
     run = ScheduleRun(schedule=schedule, occurrence=schedule.last_occurrence, due_at=due_at, fired_at=now,
                       skipped_before=missed, outcome=ScheduleRun.Outcome.SENT)
     run.wall = recurrence.from_key(placed["send"])
+    metrics.schedule_fired("fired", late)
     return run
 
 

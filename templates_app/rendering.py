@@ -7,7 +7,9 @@ breaks a bound or kills its process fails that one render (`RenderError`), never
 or the web server that asked.
 """
 
-from core import bounded
+import time
+
+from core import bounded, metrics
 from templates_app.jinja_sandbox import HTML_FIELDS
 from templates_app.models import Template
 
@@ -49,9 +51,13 @@ def render(template: Template | dict, variables: dict, locale: str = "en", timez
     parts = _parts({field: variant_field(template, field) or "" for field in CONTENT_FIELDS})
     if not parts:
         return {}
+    started = time.monotonic()
     try:
-        return run("render", {"parts": parts, "variables": variables, "locale": locale, "timezone": timezone})
+        rendered = run("render", {"parts": parts, "variables": variables, "locale": locale, "timezone": timezone})
+        metrics.rendered(time.monotonic() - started)
+        return rendered
     except RenderError as exc:
+        metrics.rendered(time.monotonic() - started, exc.bound)
         where = f"{variant_field(template, 'channel')}/{variant_field(template, 'locale')}"
         raise RenderError(f"{where} {exc.field}: {exc}" if exc.field else f"{where}: {exc}", exc.field, exc.bound) from None
 

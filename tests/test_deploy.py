@@ -28,7 +28,7 @@ SERVICES = COMPOSE["services"]
 APP_SERVICES = {name: service for name, service in SERVICES.items() if service.get("image") == "herald:latest"}
 # Modules whose environment reads are Herald's configuration: the settings, what they import
 # for queue names, and the entry points' own options.
-CONFIG_READERS = ["config/settings.py", "core/queues.py", "config/gunicorn.py", "config/socket_server.py"]
+CONFIG_READERS = ["config/settings.py", "core/queues.py", "config/gunicorn.py", "config/socket_server.py", "core/tracing.py"]
 
 
 # --- the image -------------------------------------------------------------------------------
@@ -185,8 +185,8 @@ def healthcheck_argv(service: dict) -> list[str]:
 
 def test_every_long_running_service_has_a_healthcheck_on_something_that_exists():
     for name, service in SERVICES.items():
-        if service.get("restart") == "no":
-            continue  # the one-shot bootstrap
+        if service.get("restart") == "no" or service.get("profiles"):
+            continue  # the one-shot bootstrap; services of an opt-in profile (monitoring) are not Herald's
         assert "healthcheck" in service, f"{name} has no healthcheck"
         argv = healthcheck_argv(service)
         urls = re.findall(r"https?://[^/\s'\"]+(/[^\s'\"]*)", " ".join(argv))
@@ -203,8 +203,10 @@ def test_every_long_running_service_has_a_healthcheck_on_something_that_exists()
 
 
 def test_only_the_front_is_published_and_it_serves_the_shipped_nginx_config():
-    published = {name for name, service in SERVICES.items() if service.get("ports")}
+    published = {name for name, service in SERVICES.items() if service.get("ports") and not service.get("profiles")}
     assert published == {"proxy"}
+    for name in ("prometheus", "grafana"):  # the monitoring profile publishes on the host's loopback only
+        assert all(port.startswith("127.0.0.1:") for port in SERVICES[name]["ports"])
     assert SERVICES["proxy"]["image"].startswith("nginx:")
     mounted = [volume.split(":") for volume in SERVICES["proxy"]["volumes"]]
     assert ["./deploy/nginx.conf", "/etc/nginx/conf.d/default.conf", "ro"] in mounted
