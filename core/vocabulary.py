@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     CONNECTION_LOST = "connection_lost"  # sent, connection broke: outcome unknown
     WORKER_LOST = "worker_lost"  # our worker died mid-call: outcome unknown
     KILLED_ITS_WORKER = "killed_its_worker"  # workers kept dying while they held it: parked for ops
+    OUTCOME_PENDING = "outcome_pending"  # a dead worker's call may still reach the provider: ask it a little later
     UNKNOWN_OUTCOME = "unknown_outcome"  # unknown, and policy is not to risk a duplicate
     AUTH_FAILED = "auth_failed"
     MALFORMED_RESPONSE = "malformed_response"
@@ -80,5 +81,5 @@ class ErrorCode(StrEnum):
 # Waiting is not failing: these say "not now", use up no attempt, and end only with the time to live.
 WAITING_CODES = frozenset({
     ErrorCode.RATE_LIMITED, ErrorCode.ENDPOINT_RATE_LIMITED, ErrorCode.RATE_LIMITED_LOCALLY,
-    ErrorCode.CIRCUIT_OPEN, ErrorCode.PROVIDER_BUSY,
+    ErrorCode.CIRCUIT_OPEN, ErrorCode.PROVIDER_BUSY, ErrorCode.OUTCOME_PENDING,
 })

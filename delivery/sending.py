@@ -171,6 +171,12 @@ def settle_interrupted_attempts(delivery: Delivery, now: datetime) -> tuple[Send
         error_message="The worker making this attempt stopped before the provider's answer was recorded.",
     )
     last = unfinished[-1]
+    settles_at = last.started_at + timedelta(seconds=settings.HERALD_PROVIDER_TIMEOUT)
+    if now < settles_at and unknown_outcomes.can_ask(last.provider):
+        # A request its dead worker sent may still be on its way to the provider (or in its queue):
+        # asking now could miss it and send it twice. Asked once the call would have timed out.
+        return SendResult.retry(ErrorCode.OUTCOME_PENDING, f"Asking {last.provider} whether it took the message once "
+                                "the dead worker's call would have timed out.", after=(settles_at - now).total_seconds()), last.provider
     lost = SendResult.unknown(ErrorCode.WORKER_LOST, "The worker stopped before the provider's answer was recorded.")
     result = settle_unknown(delivery, lost, last.provider, last.started_at)
     DeliveryAttempt.objects.filter(pk__in=[a.pk for a in unfinished]).update(finished_at=now)

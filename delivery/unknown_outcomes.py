@@ -40,6 +40,11 @@ def resend_is_policy(category: str, priority: str) -> bool:
     return category in settings.HERALD_RESEND_UNKNOWN_CATEGORIES or priority == "critical"
 
 
+def can_ask(provider_name: str) -> bool:
+    """Whether `provider_name` can say whether it took a message (Twilio's message list)."""
+    return provider_name in PROVIDER_CLASSES and hasattr(get_provider(provider_name), "find_sent")
+
+
 def decide(message: OutgoingMessage, provider_name: str, started_at: datetime, category: str) -> tuple[SendResult | None, str]:
     """(the result to record, the action) for an attempt at `message` whose outcome is unknown.
 
