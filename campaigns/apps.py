@@ -3,6 +3,7 @@ from django.apps import AppConfig
 
 class CampaignsConfig(AppConfig):
     name = "campaigns"
+    verbose_name = "Campaigns and topics"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):

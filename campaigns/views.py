@@ -26,6 +26,7 @@ PROGRESS_GROUPS = {
     "sent": (Status.SENT, Status.DELIVERED, Status.READ),
     "failed": (Status.FAILED,),
     "canceled": (Status.CANCELED,),
+    "deduplicated": (Status.DEDUPLICATED,),  # a repeat of a message the person got within the dedup window
 }
 
 

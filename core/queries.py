@@ -10,5 +10,10 @@ def statement_timeout(seconds: float):
     """Every statement inside gives up after `seconds` (django.db.OperationalError, QueryCanceled)."""
     with transaction.atomic():
         with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('statement_timeout')")
+            previous = cursor.fetchone()[0]
             cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{max(1, int(seconds * 1000))}ms"])
         yield
+        # Inside an outer transaction this block is a savepoint, and the limit would outlive it.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])

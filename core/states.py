@@ -1,7 +1,7 @@
 """The status vocabulary and the transition engine; each app keeps its own table of moves.
 
-pending → routing → sending → sent → delivered → read, with failed, bounced and canceled;
-a retry moves a delivery failed → queued. A transition is one conditional UPDATE: the row
+pending → routing → sending → sent → delivered → read, with failed, bounced and canceled
+(and deduplicated: a repeat held back by the dedup window); a retry moves a delivery failed → queued. A transition is one conditional UPDATE: the row
 moves only if it is still in a state the move is allowed from, so two workers racing for
 the same row cannot both win, and every move is appended to the row's timestamped history.
 """
@@ -26,6 +26,8 @@ class Status(models.TextChoices):
     FAILED = "failed"
     BOUNCED = "bounced"
     CANCELED = "canceled"
+    # Routing held the whole notification back as a repeat of one sent within the dedup window: nothing broke.
+    DEDUPLICATED = "deduplicated"
 
 
 class IllegalTransition(Exception):

@@ -64,6 +64,8 @@ class Delivery(models.Model):
             models.UniqueConstraint(fields=["notification", "channel"], name="delivery_one_per_channel")
         ]
         indexes = [
+            # Newest first, and a date range, for ops' list in admin (added concurrently: the table is large).
+            models.Index(fields=["created_at"], name="delivery_created"),
             models.Index(fields=["status", "available_at"], name="delivery_status_due"),
             # What a lane claims, soonest due first (delivery/chunks.py).
             models.Index(fields=["channel", "priority", "available_at"], name="delivery_claimable",
@@ -77,7 +79,7 @@ class Delivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.channel} for {self.notification_id} ({self.status})"
+        return f"{self.channel} delivery {str(self.pk)[:8]} ({self.status})"
 
 
 class DeliveryAttempt(models.Model):
@@ -119,8 +121,12 @@ class DeadLetter(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     requeued_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        # Granted on its own in admin: nobody edits a dead letter, but on-call staff may send it again.
+        permissions = [("requeue_deadletter", "Can requeue a dead letter")]
+
     def __str__(self) -> str:
-        return f"{self.reason}: {self.delivery_id}"
+        return f"{self.reason}: delivery {str(self.delivery_id)[:8]}"
 
 
 class SandboxMessage(models.Model):

@@ -4,15 +4,17 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import escape, format_html
 
-from core.admin import HistoryInline
+from core.admin import AuditAdmin, DateRangeFilter, ExactSearch, HistoryInline, change_url, short_id
 from core.errors import ApiError
 from experiments import lifecycle, results
-from experiments.models import Decision, Experiment
+from experiments.models import Decision, Experiment, Exposure
+from preferences.models import Recipient
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -47,6 +49,7 @@ class ExperimentAdmin(admin.ModelAdmin):
     form = ExperimentForm
     list_display = ["name", "template", "channel", "status", "metric", "winner", "results_link", "created_at"]
     list_filter = ["status", "channel"]
+    list_select_related = ["template"]
     inlines = [DecisionInline]
 
     def get_readonly_fields(self, request, obj=None):
@@ -99,10 +102,43 @@ class ExperimentAdmin(admin.ModelAdmin):
                 results.take_snapshot(experiment)
             elif action == "winner":
                 lifecycle.declare_winner(experiment, request.POST.get("arm", ""), actor=request.user.get_username())
+            else:
+                raise ApiError(400, "invalid", f"Unknown action {action!r}.")
+            self.log_change(request, experiment, f"{action}" + (f" {request.POST.get('arm')}" if action == "winner" else ""))
             messages.success(request, f"{experiment.name}: {action} done.")
         except ApiError as exc:
             messages.error(request, f"{experiment.name}: {exc.detail}")
         return redirect("admin:experiments_experiment_results", pk)
+
+
+@admin.register(Exposure)
+class ExposureAdmin(ExactSearch, AuditAdmin):
+    """Who was sent which arm: one row per notification routed under an experiment (holdouts too)."""
+
+    list_display = ["experiment", "arm", "user_id", "notification_short_id", "exposed_at", "converted_at"]
+    list_filter = ["experiment", ("exposed_at", DateRangeFilter)]
+    list_select_related = ["experiment__template"]
+    ordering = ["-id"]
+    sortable_by = []
+    exact_search = ("notification_id",)
+    search_help_text = "A notification id, exactly."
+    fields = ["experiment", "arm", "user_id", "notification_short_id", "exposed_at", "converted_at"]
+    readonly_fields = ["user_id", "notification_short_id"]
+
+    def get_queryset(self, request):
+        # The person is a plain id here (experiments may not point at people's rows); their user id in the same query.
+        user_ids = Recipient.objects.filter(pk=OuterRef("recipient_id")).values("external_id")[:1]
+        return super().get_queryset(request).annotate(user_external_id=Subquery(user_ids))
+
+    @admin.display(description="user id")
+    def user_id(self, exposure):
+        if exposure.user_external_id is None:
+            return "—"
+        return format_html('<a href="{}">{}</a>', change_url(Recipient, exposure.recipient_id), exposure.user_external_id)
+
+    @admin.display(description="notification")
+    def notification_short_id(self, exposure):
+        return short_id(exposure.notification_id, change_url("notifications.notification", exposure.notification_id))
 
 
 def chart(experiment: Experiment, snapshots: list) -> str:

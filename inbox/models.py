@@ -39,7 +39,7 @@ class InboxItem(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.title or self.body[:40]} for {self.recipient_id}"
+        return self.title or self.body[:40]
 
 
 class InboxState(models.Model):

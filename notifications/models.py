@@ -75,7 +75,8 @@ class Notification(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.type} to {self.recipient_id} ({self.status})"
+        # No person here: their database id means nothing to ops, and their user id would cost a query.
+        return f"{self.type} notification {str(self.pk)[:8]} ({self.status})"
 
 
 class Outbox(models.Model):
@@ -181,7 +182,7 @@ class Batch(models.Model):
         verbose_name_plural = "batches"
 
     def __str__(self) -> str:
-        return f"{self.key} for {self.recipient_id} ({self.state}, {self.count})"
+        return f"{self.key} ({self.state}, {self.count})"
 
 
 class BatchItem(models.Model):

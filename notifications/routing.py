@@ -403,15 +403,18 @@ def move_routed(plans: dict, claimed_at: datetime, now: datetime, escalating: se
     """Move each routed notification to sending (or failed, with nothing to send) in one statement; the ids moved.
 
     One with nothing to send now but escalation steps to come is `sending`: its steps may still reach the person.
+    One held back as a repeat is `deduplicated`, not failed: the dedup window holds back the whole notification
+    (preferences.policy.decide), so a `duplicate` among its skips means every channel that could go was one.
     """
     if not plans:
         return set()
     ids, statuses, skips, entries = [], [], [], []
     for pk, (deliveries, skipped) in plans.items():
         held_out = not deliveries and skipped and all(s["reason"] == "experiment_holdout" for s in skipped)
-        target = (Status.SENDING if deliveries or (pk in escalating and not held_out)
-                  else Status.CANCELED if held_out else Status.FAILED)
-        reason = "experiment_holdout" if held_out else "no_channel_to_send"
+        repeat = not deliveries and any(s["reason"] == "duplicate" for s in skipped)
+        target = (Status.SENDING if deliveries or (pk in escalating and not held_out and not repeat)
+                  else Status.DEDUPLICATED if repeat else Status.CANCELED if held_out else Status.FAILED)
+        reason = "experiment_holdout" if held_out else "duplicate" if repeat else "no_channel_to_send"
         entry = {"status": target.value, "at": now.isoformat(),
                  **({} if deliveries else {"reason": "escalating" if target == Status.SENDING else reason})}
         ids.append(pk)

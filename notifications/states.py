@@ -14,7 +14,8 @@ NOTIFICATION_TRANSITIONS: dict[str, set[str]] = {
     # routing → queued: routing hit an error and gives its claim back for the retry.
     # routing → canceled: a campaign canceled mid-routing; the router then loses its claim.
     # routing → batched: an item held for its batch; the batch's own notification is what is sent.
-    S.ROUTING: {S.ROUTING, S.QUEUED, S.SENDING, S.FAILED, S.CANCELED, S.BATCHED},
+    # routing → deduplicated: a repeat within the dedup window, sent nothing (final).
+    S.ROUTING: {S.ROUTING, S.QUEUED, S.SENDING, S.FAILED, S.CANCELED, S.BATCHED, S.DEDUPLICATED},
     # sending → canceled: every delivery was canceled before it went out.
     S.SENDING: {S.SENT, S.DELIVERED, S.READ, S.FAILED, S.CANCELED},
     S.SENT: {S.DELIVERED, S.READ, S.FAILED},

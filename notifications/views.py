@@ -1,7 +1,7 @@
 import json
 
 from django.conf import settings
-from django.db.models import F, Prefetch
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import (
@@ -233,9 +233,18 @@ class RecipientNotifications(APIView):
 
 class EngagementRequest(StrictSerializer):
     event = choice([("opened", "opened"), ("clicked", "clicked"), ("converted", "converted")], "event")
-    channel = choice(Channel.choices, "channel", required=False)
+    channel = choice(Channel.choices, "channel", required=False,
+                     help_text="The channel the person opened or clicked on: required for those; `converted` takes none.")
     event_id = serializers.CharField(max_length=200, required=False)
     occurred_at = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs):
+        # An open or click is of one delivery; guessing which would credit the wrong channel (and experiment arm).
+        if attrs["event"] != "converted" and not attrs.get("channel"):
+            raise serializers.ValidationError({"channel": serializers.ErrorDetail(
+                f"Required for {attrs['event']}: the channel the person {attrs['event']} the notification on.",
+                code="required")})
+        return attrs
 
 
 class NotificationEvents(APIView):
@@ -267,10 +276,7 @@ class NotificationEvents(APIView):
                 count_conversion(notification.pk, at)
             notification.refresh_from_db(fields=["status"])
             return Response({"delivery": None, "channel": None, "status": notification.status, "new": new}, status=202)
-        deliveries = Delivery.objects.filter(notification=notification)
-        if data.get("channel"):
-            deliveries = deliveries.filter(channel=data["channel"])
-        delivery = deliveries.order_by(F("sent_at").desc(nulls_last=True)).first()
+        delivery = Delivery.objects.filter(notification=notification, channel=data["channel"]).first()
         if delivery is None:
             raise ApiError(404, "not_found", "This notification has no delivery on that channel.", "channel")
         occurred_at = data.get("occurred_at")

@@ -38,6 +38,7 @@ class RecipientAdmin(admin.ModelAdmin):
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
     list_display = ["recipient", "platform", "is_active", "invalidated_reason", "registered_at"]
+    list_select_related = ["recipient"]
     list_filter = ["platform", "is_active"]
     search_fields = ["token", "recipient__external_id"]
     raw_id_fields = ["recipient"]

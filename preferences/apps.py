@@ -5,6 +5,7 @@ from django.db.models.signals import post_delete, post_save
 
 class PreferencesConfig(AppConfig):
     name = "preferences"
+    verbose_name = "People and preferences"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):

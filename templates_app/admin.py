@@ -47,6 +47,9 @@ class VersionInline(HistoryInline):
     model = TemplateVersion
     fields = ["version_link", "note", "created_at", "published_at"]
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("template")  # version_link reads it for every row
+
     @admin.display(description="version")
     def version_link(self, version):
         current = " (current)" if version.template.current_version == version.number else ""
@@ -95,6 +98,7 @@ class TemplateVersionAdmin(admin.ModelAdmin):
     form = VersionForm
     list_display = ["template", "number", "status", "note", "created_at", "published_at"]
     list_filter = ["template"]
+    list_select_related = ["template"]
     change_form_template = "admin/templates_app/version_change_form.html"
 
     @admin.display(description="status")
@@ -203,6 +207,7 @@ class TemplateVersionAdmin(admin.ModelAdmin):
         except ApiError as exc:
             messages.error(request, f"Not published: {exc.detail} ({exc.field})")
         else:
+            self.log_change(request, version, "Published")
             messages.success(request, f"{version.template.name} v{version.number} is current: new sends render it.")
         return redirect("admin:templates_app_templateversion_change", pk)
 
@@ -219,6 +224,7 @@ class TemplateVersionAdmin(admin.ModelAdmin):
         except (ApiError, ValidationError) as exc:
             messages.error(request, f"Test not sent: {getattr(exc, 'detail', exc)}")
         else:
+            self.log_change(request, version, f"Sent a test: notification {notification_id}")  # no user id: erasure never reaches the log
             messages.success(request, f"Test sent to {request.POST.get('user_id')}: notification {notification_id}.")
         return redirect("admin:templates_app_templateversion_change", pk)
 

@@ -24,6 +24,9 @@ class Template(models.Model):
             models.UniqueConstraint(fields=["name", "channel", "locale"], name="template_unique_variant")
         ]
         ordering = ["name", "channel", "locale"]
+        # What a template's current version holds per channel × locale (the template itself is MessageTemplate).
+        verbose_name = "current content"
+        verbose_name_plural = "current contents"
 
     def __str__(self) -> str:
         return f"{self.name} ({self.channel}, {self.locale})"
@@ -45,6 +48,7 @@ class MessageTemplate(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "template"  # one name for templates in admin and the API
 
     def __str__(self) -> str:
         return self.name

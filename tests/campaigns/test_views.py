@@ -231,3 +231,15 @@ def test_a_campaign_whose_audience_is_empty_completes_having_targeted_nobody(api
 
     detail = api.get(f"/api/v1/campaigns/{response.json()['id']}").json()
     assert (detail["status"], detail["targeted"], detail["accepted"]) == ("completed", 0, 0)
+
+
+def test_a_campaigns_progress_counts_repeats_held_back_as_deduplicated_and_it_completes(api, people):
+    campaign_id = create(api).json()["id"]
+    fanout.fan_out(campaign_id)
+
+    Notification.objects.filter(campaign_id=campaign_id, recipient__external_id="p0").update(status="deduplicated")
+    Notification.objects.filter(campaign_id=campaign_id, recipient__external_id="p1").update(status="sent")
+
+    detail = api.get(f"/api/v1/campaigns/{campaign_id}").json()
+    assert detail["notifications"] == {"waiting": 0, "sending": 0, "sent": 1, "failed": 0, "canceled": 0, "deduplicated": 1}
+    assert detail["status"] == "completed"

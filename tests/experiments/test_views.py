@@ -1,8 +1,11 @@
 """Experiments over the REST API, and what routing and results make of them (in-process, real PostgreSQL)."""
 
+import html
+import re
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.utils import timezone
 
 from delivery.models import Delivery
@@ -212,12 +215,15 @@ def test_the_results_page_shows_the_table_and_a_chart_and_declares_a_winner(api,
 
     page = admin_client.get(f"/admin/experiments/experiment/{exp.pk}/results/").content.decode()
     assert 'tr data-arm="A"' in page and "<svg" in page and "polyline" in page
+    breadcrumbs = re.sub(r"\s+", " ", re.search(r'<div class="breadcrumbs">(.*?)</div>', page, re.S).group(1))
+    assert html.unescape(re.sub(r"<[^>]+>", "", breadcrumbs)).strip() == f"Home › Experiments › Experiments › {exp} › Results"
 
     admin_client.post(f"/admin/experiments/experiment/{exp.pk}/act/", {"action": "winner", "arm": "B"})
     exp.refresh_from_db()
     assert (exp.status, exp.winner) == ("completed", "B")
     assert MessageTemplate.objects.get(name="promo").current_version == 2
     assert Decision.objects.get(experiment=exp, kind="promoted").actor == "admin"
+    assert LogEntry.objects.get(object_id=str(exp.pk)).change_message == "winner B"  # who and when, in its history
 
 
 @pytest.mark.django_db

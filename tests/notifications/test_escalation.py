@@ -217,7 +217,7 @@ def test_a_first_send_held_back_as_a_duplicate_does_not_escalate(api, ada):
 
     again = accept_and_route(api, escalation=STEPS, idempotency_key="another")
 
-    assert again.status == "failed"
+    assert again.status == "deduplicated"
     assert steps(again) == []
 
 

@@ -6,6 +6,7 @@ non-5xx whose status code, content type, headers and body the schema documents.
 """
 
 import base64
+import json
 import uuid
 
 import pytest
@@ -131,6 +132,13 @@ def test_every_operation_answers_as_documented(case, credentials):
 
 def test_the_schema_is_valid_and_generated_without_warnings(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
+
+
+def test_the_served_status_vocabulary_is_the_one_the_code_uses(tmp_path):
+    call_command("spectacular", "--format", "openapi-json", "--file", str(tmp_path / "schema.json"))
+
+    served = json.loads((tmp_path / "schema.json").read_text())["components"]["schemas"]["StatusEnum"]["enum"]
+    assert served == Status.values and "deduplicated" in served
 
 
 @pytest.mark.django_db

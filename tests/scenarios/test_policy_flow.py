@@ -158,8 +158,9 @@ def test_the_same_message_twice_within_the_hour_is_suppressed_as_a_duplicate(api
     wait_for(lambda: status_of(first) == "sent", message="first")
     second = send(api, channels=["email"])
 
-    wait_for(lambda: status_of(second) == "failed", message="duplicate to be suppressed")
+    wait_for(lambda: status_of(second) == "deduplicated", message="duplicate to be suppressed")
     assert skipped(api, second) == [{"channel": "email", "reason": "duplicate"}]
+    assert api.get(f"/api/v1/notifications/{second}").json()["status_history"][-1]["reason"] == "duplicate"
 
 
 def test_routing_with_cached_preferences_reads_no_preference_tables(transactional_db, broker):
