@@ -12,7 +12,7 @@ import psycopg
 
 from chaos.traffic import Post
 
-FINAL_NOTIFICATION = ["sent", "delivered", "read", "failed", "canceled"]
+FINAL_NOTIFICATION = ["sent", "delivered", "read", "failed", "canceled", "deduplicated"]
 FINAL_DELIVERY = ["sent", "delivered", "read", "failed", "bounced", "canceled"]
 SENT = {"sent", "delivered", "read"}
 # The one documented way for a valid message to fail in these scenarios: an unknown outcome the category's

@@ -29,7 +29,7 @@ from tests.factories import delivery_of, make_recipient, make_templates, notific
 from tests.scenarios.test_providers import send
 from tests.services import ROOT, port_open, stop_process_group, subprocess_env, wait_for
 
-FINAL = ("sent", "delivered", "read", "failed", "canceled")
+FINAL = ("sent", "delivered", "read", "failed", "canceled", "deduplicated")
 
 
 def twilio_accepted(control) -> list[dict]:

@@ -20,7 +20,7 @@ from tests.factories import make_recipient, make_templates, notification_body
 from tests.services import ROOT, port_open, stop_process_group, subprocess_env, wait_for
 
 TOKEN = "metrics-test-token"
-FINAL = ("sent", "delivered", "read", "failed", "bounced", "canceled")
+FINAL = ("sent", "delivered", "read", "failed", "bounced", "canceled", "deduplicated")
 
 
 def free_port() -> int:
