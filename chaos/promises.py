@@ -50,7 +50,7 @@ def check_outage(scenario: Scenario, what: str, down: float, up: float, ready: l
             scenario.violate(f"/health/ready answers within {READY_LIMIT_SECONDS:.0f} s while {what} is away",
                              f"{answer.status or 'no answer'} after {answer.seconds:.2f}s, {answer.at - down:.1f}s "
                              f"into the outage")
-        elif answer.status == 200 and down + READY_NOTICE_SECONDS <= answer.at < mending:
+        elif answer.status == 200 and down + READY_NOTICE_SECONDS <= answer.at and answer.at + answer.seconds < mending:
             scenario.violate(f"/health/ready is not 200 while {what} is away",
                              f"200 after {answer.seconds:.2f}s, {answer.at - down:.1f}s into the outage")
     after = [post for post in posts if post.at >= up + BACK_GRACE_SECONDS]
